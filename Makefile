@@ -1,0 +1,25 @@
+# The two commands a newcomer needs are `make demo` and `make test` (see README.md).
+GO ?= go
+GOFLAGS_BRIDGE := -tags goolm
+# Storage tests run against this PostgreSQL; scripts/ensure-postgres.sh starts one if
+# none answers.
+export INTEROP_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+
+.PHONY: test vet unit fuzz-regress bench generate
+
+test: vet unit
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); echo "gofmt needed"; exit 1; }
+	$(GO) vet $(GOFLAGS_BRIDGE) ./...
+
+unit:
+	bash scripts/ensure-postgres.sh
+	$(GO) test $(GOFLAGS_BRIDGE) -count=1 -timeout 30m ./...
+
+bench:
+	bash scripts/ensure-postgres.sh
+	$(GO) test $(GOFLAGS_BRIDGE) -run '^$$' -bench . -benchmem ./interop/...
+
+generate:
+	$(GO) generate ./...
