@@ -55,9 +55,9 @@ func Decrypt(dst io.Writer, blob io.ReaderAt, size int64, exp Expected) (Result,
 
 // DecryptToFile reads a blob from src (a download, say) exactly once, spooling the
 // ciphertext to a temporary file in dir, and returns a new temporary file in dir holding
-// the plaintext, positioned at its start, only when every check passed. On any error
-// nothing is left behind in dir. The caller owns the returned file: close it, and rename
-// or remove it.
+// the plaintext (mode 0600), positioned at its start, only when every check passed. On
+// any error nothing is left behind in dir. dir "" means os.TempDir(). The caller owns the
+// returned file: close it, and rename or remove it.
 //
 // An oversized blob is refused after reading at most one byte past the limit, and with
 // Expected.FileLength set a mis-sized one too.

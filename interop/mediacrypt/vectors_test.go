@@ -26,7 +26,7 @@ type mediaVector struct {
 
 // loadVectors finds shared/vectors/media.json by walking up from the package directory:
 // the repository and shared/ are siblings, wherever the checkout lives.
-func loadVectors(t *testing.T) []mediaVector {
+func loadVectors(t testing.TB) []mediaVector {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -58,7 +58,7 @@ func loadVectors(t *testing.T) []mediaVector {
 	}
 }
 
-func mustHex(t *testing.T, s string) []byte {
+func mustHex(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := hex.DecodeString(s)
 	if err != nil {
@@ -67,7 +67,7 @@ func mustHex(t *testing.T, s string) []byte {
 	return b
 }
 
-func mustB64(t *testing.T, s string) []byte {
+func mustB64(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
