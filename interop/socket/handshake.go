@@ -162,20 +162,13 @@ func runClientHandshake(ctx context.Context, ws *websocket.Conn, static noise.DH
 		return nil, websocket.StatusInternalError, fmt.Errorf("failed to send client hello: %w", err)
 	}
 
-	msg, err := readHandshakeMessage(ctx, ws)
+	data, err := readBinary(ctx, ws)
 	if err != nil {
 		return nil, websocket.StatusProtocolError, fmt.Errorf("failed to read server hello: %w", err)
 	}
-	sh := msg.GetServerHello()
-	if sh == nil {
-		return nil, websocket.StatusProtocolError, fmt.Errorf("%w: no server hello", ErrBadHandshake)
-	}
-	if err := checkLengths(sh.GetEphemeral(), sh.GetStatic(), sh.GetPayload()); err != nil {
-		return nil, websocket.StatusProtocolError, fmt.Errorf("server hello: %w", err)
-	}
-	serverPayload, _, _, err := hs.ReadMessage(nil, concat(sh.GetEphemeral(), sh.GetStatic(), sh.GetPayload()))
+	serverPayload, err := readServerHello(hs, data)
 	if err != nil {
-		return nil, websocket.StatusProtocolError, fmt.Errorf("%w: server hello: %w", ErrBadHandshake, err)
+		return nil, websocket.StatusProtocolError, err
 	}
 	if err := verify(serverPayload, hs.PeerStatic()); err != nil {
 		return nil, websocket.StatusPolicyViolation, fmt.Errorf("failed to verify gateway: %w", err)
@@ -274,24 +267,15 @@ func runServerHandshake(ctx context.Context, ws *websocket.Conn, static noise.DH
 	if err != nil {
 		return nil, nil, websocket.StatusProtocolError, fmt.Errorf("failed to read client hello: %w", err)
 	}
-	if !bytes.HasPrefix(first, header) {
-		return nil, nil, websocket.StatusProtocolError, fmt.Errorf("%w: missing WA header", ErrBadHandshake)
-	}
-	msg, err := parseHandshakeMessage(first[len(header):])
-	if err != nil {
-		return nil, nil, websocket.StatusProtocolError, fmt.Errorf("client hello: %w", err)
-	}
-	ephemeral := msg.GetClientHello().GetEphemeral()
-	if len(ephemeral) != dhLen {
-		return nil, nil, websocket.StatusProtocolError, fmt.Errorf("%w: client hello ephemeral has %d bytes", ErrBadHandshake, len(ephemeral))
-	}
-	if _, _, _, err := hs.ReadMessage(nil, ephemeral); err != nil {
-		return nil, nil, websocket.StatusProtocolError, fmt.Errorf("%w: client hello: %w", ErrBadHandshake, err)
+	if err := readClientHello(hs, first); err != nil {
+		return nil, nil, websocket.StatusProtocolError, err
 	}
 
 	out, _, _, err := hs.WriteMessage(nil, serverPayload)
 	if err != nil {
-		return nil, nil, websocket.StatusInternalError, fmt.Errorf("failed to write server hello: %w", err)
+		// The one input this depends on is the client's ephemeral key: a low-order
+		// point makes the DH fail here.
+		return nil, nil, websocket.StatusProtocolError, fmt.Errorf("%w: failed to write server hello: %w", ErrBadHandshake, err)
 	}
 	if len(out) < dhLen+encStaticLen {
 		return nil, nil, websocket.StatusInternalError, errors.New("server hello shorter than its keys")
@@ -308,9 +292,13 @@ func runServerHandshake(ctx context.Context, ws *websocket.Conn, static noise.DH
 		return nil, nil, websocket.StatusInternalError, fmt.Errorf("failed to send server hello: %w", err)
 	}
 
-	msg, err = readHandshakeMessage(ctx, ws)
+	data, err := readBinary(ctx, ws)
 	if err != nil {
 		return nil, nil, websocket.StatusProtocolError, fmt.Errorf("failed to read client finish: %w", err)
+	}
+	msg, err := parseHandshakeMessage(data)
+	if err != nil {
+		return nil, nil, websocket.StatusProtocolError, fmt.Errorf("client finish: %w", err)
 	}
 	cf := msg.GetClientFinish()
 	if cf == nil {
@@ -328,6 +316,47 @@ func runServerHandshake(ctx context.Context, ws *websocket.Conn, static noise.DH
 	return newConn(ws, send, recv), payload, 0, nil
 }
 
+// readClientHello checks the first message (header + ClientHello) and feeds its
+// ephemeral key to the responder's handshake state.
+func readClientHello(hs *noise.HandshakeState, first []byte) error {
+	if !bytes.HasPrefix(first, header) {
+		return fmt.Errorf("%w: missing WA header", ErrBadHandshake)
+	}
+	msg, err := parseHandshakeMessage(first[len(header):])
+	if err != nil {
+		return fmt.Errorf("client hello: %w", err)
+	}
+	ephemeral := msg.GetClientHello().GetEphemeral()
+	if len(ephemeral) != dhLen {
+		return fmt.Errorf("%w: client hello ephemeral has %d bytes", ErrBadHandshake, len(ephemeral))
+	}
+	if _, _, _, err := hs.ReadMessage(nil, ephemeral); err != nil {
+		return fmt.Errorf("%w: client hello: %w", ErrBadHandshake, err)
+	}
+	return nil
+}
+
+// readServerHello checks the ServerHello and returns its decrypted payload (the
+// certificate chain, not yet verified).
+func readServerHello(hs *noise.HandshakeState, data []byte) ([]byte, error) {
+	msg, err := parseHandshakeMessage(data)
+	if err != nil {
+		return nil, fmt.Errorf("server hello: %w", err)
+	}
+	sh := msg.GetServerHello()
+	if sh == nil {
+		return nil, fmt.Errorf("%w: no server hello", ErrBadHandshake)
+	}
+	if err := checkLengths(sh.GetEphemeral(), sh.GetStatic(), sh.GetPayload()); err != nil {
+		return nil, fmt.Errorf("server hello: %w", err)
+	}
+	payload, _, _, err := hs.ReadMessage(nil, concat(sh.GetEphemeral(), sh.GetStatic(), sh.GetPayload()))
+	if err != nil {
+		return nil, fmt.Errorf("%w: server hello: %w", ErrBadHandshake, err)
+	}
+	return payload, nil
+}
+
 // readBinary reads one whole handshake-phase WebSocket message.
 func readBinary(ctx context.Context, ws *websocket.Conn) ([]byte, error) {
 	typ, data, err := ws.Read(ctx)
@@ -338,14 +367,6 @@ func readBinary(ctx context.Context, ws *websocket.Conn) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %w", ErrBadHandshake, ErrNotBinary)
 	}
 	return data, nil
-}
-
-func readHandshakeMessage(ctx context.Context, ws *websocket.Conn) (*waWa6.HandshakeMessage, error) {
-	data, err := readBinary(ctx, ws)
-	if err != nil {
-		return nil, err
-	}
-	return parseHandshakeMessage(data)
 }
 
 func parseHandshakeMessage(data []byte) (*waWa6.HandshakeMessage, error) {
