@@ -2,6 +2,7 @@ package stanza
 
 import (
 	"fmt"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -29,6 +30,16 @@ func Unmarshal(frame []byte) (Node, error) {
 		return Node{}, syntaxErr(firstInvalidUTF8(frame), "invalid UTF-8")
 	}
 	d := decoder{b: frame}
+	if sp, ok := stackPool.Get().(*[]Node); ok {
+		d.stack = *sp
+		defer func() {
+			// Keep only small stacks: one hostile frame must not pin megabytes.
+			if cap(d.stack) <= maxPooledStack {
+				*sp = d.stack[:0]
+				stackPool.Put(sp)
+			}
+		}()
+	}
 	d.skipSpace()
 	if d.pos >= len(frame) {
 		return Node{}, syntaxErr(d.pos, "no element")
@@ -49,6 +60,15 @@ func Unmarshal(frame []byte) (Node, error) {
 	}
 	return n, nil
 }
+
+// stackPool saves each decode the allocation of its scratch stack. The stacks are
+// cleared as elements close, so a pooled one holds no references into old trees.
+var stackPool = sync.Pool{New: func() any {
+	s := make([]Node, 0, 32)
+	return &s
+}}
+
+const maxPooledStack = 1024
 
 type decoder struct {
 	b     []byte

@@ -77,8 +77,7 @@ func minSize(n Node, depth, acc int) (int, error) {
 }
 
 type encoder struct {
-	buf  []byte
-	keys []string // scratch for sorting attribute names
+	buf []byte
 }
 
 func (e *encoder) node(n Node) error {
@@ -91,15 +90,17 @@ func (e *encoder) node(n Node) error {
 	e.buf = append(e.buf, '<')
 	e.buf = append(e.buf, n.Tag...)
 	if len(n.Attrs) > 0 {
-		e.keys = e.keys[:0]
+		// On the stack for the usual handful of attributes.
+		var keyBuf [12]string
+		keys := keyBuf[:0]
 		for k := range n.Attrs {
 			if !validName(k, false) {
 				return marshalErr(fmt.Sprintf("<%s> has an invalid attribute name", n.Tag))
 			}
-			e.keys = append(e.keys, k)
+			keys = append(keys, k)
 		}
-		slices.Sort(e.keys)
-		for _, k := range e.keys {
+		slices.Sort(keys)
+		for _, k := range keys {
 			e.buf = append(e.buf, ' ')
 			e.buf = append(e.buf, k...)
 			e.buf = append(e.buf, '=', '"')
