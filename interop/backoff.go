@@ -17,7 +17,9 @@ import (
 type Backoff struct {
 	Initial time.Duration // default 1 s
 	Max     time.Duration // default 5 min
-	Jitter  float64       // fraction in [0, 1]; default 0.25
+	// Jitter is the fraction in (0, 1] a delay may be shortened by: 0 means the
+	// default 0.25, a negative value none at all.
+	Jitter float64
 	// Rand returns a number in [0, 1); default math/rand/v2. Tests pin it.
 	Rand func() float64
 
@@ -40,9 +42,10 @@ func (b *Backoff) withDefaults() {
 	if b.Max < b.Initial {
 		b.Max = b.Initial
 	}
-	if b.Jitter < 0 || b.Jitter > 1 {
+	if b.Jitter == 0 {
 		b.Jitter = defaultBackoffJitter
 	}
+	b.Jitter = min(b.Jitter, 1)
 	if b.Rand == nil {
 		b.Rand = rand.Float64
 	}
@@ -57,6 +60,9 @@ func (b *Backoff) Next() time.Duration {
 	}
 	d = min(d, b.Max)
 	b.attempt++
+	if b.Jitter < 0 {
+		return d
+	}
 	r := b.Rand()
 	if r < 0 || r >= 1 {
 		r = 0

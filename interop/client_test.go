@@ -178,7 +178,7 @@ func typeName(e Event) string {
 
 func TestReconnectBackoff(t *testing.T) {
 	cfg := fastConfig()
-	cfg.Backoff = Backoff{Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond, Jitter: 0}
+	cfg.Backoff = Backoff{Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond, Jitter: -1}
 	d := newFakeDialer(t)
 	d.failNext(errors.New("refused"), errors.New("refused"), errors.New("refused"), errors.New("refused"))
 	l := newEventLog()

@@ -256,7 +256,7 @@ func fastConfig() Config {
 		IQTimeout:      time.Second,
 		IdleTimeout:    time.Hour,
 		ConnectTimeout: time.Second,
-		Backoff:        Backoff{Initial: 10 * time.Millisecond, Max: 80 * time.Millisecond, Jitter: 0},
+		Backoff:        Backoff{Initial: 10 * time.Millisecond, Max: 80 * time.Millisecond, Jitter: -1},
 	}
 }
 
