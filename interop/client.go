@@ -42,6 +42,9 @@ const (
 	defaultIQTimeout      = 10 * time.Second
 	defaultIdleTimeout    = 60 * time.Second
 	defaultConnectTimeout = 30 * time.Second
+	// immediateReconnectGap is how long after a 515 reconnect another 515 is again
+	// honoured at once.
+	immediateReconnectGap = 10 * time.Second
 )
 
 // Client keeps one account's connection to the gateway: it connects, reconnects,
@@ -107,6 +110,7 @@ func (c *Client) Run(ctx context.Context) error {
 
 	log := zerolog.Ctx(ctx)
 	backoff := c.cfg.Backoff
+	var lastImmediate time.Time
 	for {
 		res := c.session(ctx)
 		if ctx.Err() != nil {
@@ -124,7 +128,11 @@ func (c *Client) Run(ctx context.Context) error {
 			return res.err
 		}
 		var delay time.Duration
-		if !res.immediate {
+		// A gateway asking for a reconnect again and again gets the backoff after
+		// the first time, so a misbehaving one is not hammered.
+		if res.immediate && time.Since(lastImmediate) > immediateReconnectGap {
+			lastImmediate = time.Now()
+		} else {
 			delay = backoff.Next()
 		}
 		log.Info().Err(res.err).Dur("retry_in", delay).Msg("Disconnected from the gateway")

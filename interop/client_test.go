@@ -232,3 +232,20 @@ func TestRunTwice(t *testing.T) {
 		t.Fatalf("second Run: %v, want ErrAlreadyRunning", err)
 	}
 }
+
+// A second 515 soon after the first waits for the backoff: a gateway stuck asking for
+// reconnects is not hammered.
+func TestRepeated515BacksOff(t *testing.T) {
+	cfg := fastConfig()
+	cfg.Backoff.Initial = 30 * time.Millisecond
+	tc := startClient(t, cfg)
+	for i, want := range []time.Duration{0, 30 * time.Millisecond} {
+		gw := tc.connect(t)
+		gw.sendRaw([]byte(`<stream:error code="515"/>`))
+		disc := waitFor[*Disconnected](t, tc.events)
+		if disc.RetryIn != want || !errors.Is(disc.Err, errcode.ErrReconnectNeeded) {
+			t.Fatalf("515 #%d: RetryIn %s err %v, want %s", i+1, disc.RetryIn, disc.Err, want)
+		}
+	}
+	tc.connect(t)
+}

@@ -56,7 +56,7 @@ func (f *fakeConn) Close() error {
 }
 
 type fakeGateway struct {
-	t    *testing.T
+	t    testing.TB
 	conn *fakeConn
 }
 
@@ -146,14 +146,14 @@ func (g *fakeGateway) success() {
 // fakeDialer hands out fake connections; the test takes the gateway ends from gws.
 // Entries of failures make the next dials fail.
 type fakeDialer struct {
-	t        *testing.T
+	t        testing.TB
 	gws      chan *fakeGateway
 	mu       sync.Mutex
 	failures []error
 	dials    []time.Time
 }
 
-func newFakeDialer(t *testing.T) *fakeDialer {
+func newFakeDialer(t testing.TB) *fakeDialer {
 	return &fakeDialer{t: t, gws: make(chan *fakeGateway, 16)}
 }
 
@@ -210,7 +210,7 @@ func newEventLog() *eventLog { return &eventLog{ch: make(chan Event, 256)} }
 func (l *eventLog) handle(_ context.Context, evt Event) { l.ch <- evt }
 
 // next returns the next event.
-func (l *eventLog) next(t *testing.T) Event {
+func (l *eventLog) next(t testing.TB) Event {
 	t.Helper()
 	select {
 	case evt := <-l.ch:
@@ -222,7 +222,7 @@ func (l *eventLog) next(t *testing.T) Event {
 }
 
 // waitFor skips events until one of type T.
-func waitFor[T Event](t *testing.T, l *eventLog) T {
+func waitFor[T Event](t testing.TB, l *eventLog) T {
 	t.Helper()
 	deadline := time.After(3 * time.Second)
 	for {
@@ -260,7 +260,7 @@ func fastConfig() Config {
 	}
 }
 
-func startClient(t *testing.T, cfg Config) *testClient {
+func startClient(t testing.TB, cfg Config) *testClient {
 	t.Helper()
 	d := newFakeDialer(t)
 	l := newEventLog()
@@ -282,7 +282,7 @@ func startClient(t *testing.T, cfg Config) *testClient {
 }
 
 // connect dials, sends <success> and waits for Connected.
-func (tc *testClient) connect(t *testing.T) *fakeGateway {
+func (tc *testClient) connect(t testing.TB) *fakeGateway {
 	t.Helper()
 	gw := tc.dialer.next()
 	gw.success()
@@ -303,7 +303,7 @@ func (tc *testClient) result(t *testing.T) error {
 	}
 }
 
-func contextWithCleanup(t *testing.T) (context.Context, context.CancelFunc) {
+func contextWithCleanup(t testing.TB) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	return ctx, cancel
