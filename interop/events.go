@@ -22,7 +22,8 @@ type Connected struct {
 	ServerTime time.Time
 }
 
-// Disconnected ends every connection attempt, whether or not it got to Connected.
+// Disconnected ends every connection attempt, whether or not it got to Connected,
+// except when Run's context ends (then Run just returns).
 type Disconnected struct {
 	Err error
 	// WillReconnect is false when Run is about to return.

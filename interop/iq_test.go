@@ -132,7 +132,7 @@ func TestSendIQTimeoutDropsConnection(t *testing.T) {
 	if !errors.Is(err, ErrIQTimeout) {
 		t.Fatalf("got %v, want ErrIQTimeout", err)
 	}
-	if elapsed := time.Since(start); elapsed < 80*time.Millisecond || elapsed > 500*time.Millisecond {
+	if elapsed := time.Since(start); elapsed < 80*time.Millisecond || elapsed > time.Second {
 		t.Fatalf("timed out after %s, want about 80ms", elapsed)
 	}
 	gw.waitClosed()
