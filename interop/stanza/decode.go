@@ -33,8 +33,10 @@ func Unmarshal(frame []byte) (Node, error) {
 	if sp, ok := stackPool.Get().(*[]Node); ok {
 		d.stack = *sp
 		defer func() {
-			// Keep only small stacks: one hostile frame must not pin megabytes.
+			// Keep only small stacks: one hostile frame must not pin megabytes. An
+			// error leaves children of unfinished elements behind: drop them.
 			if cap(d.stack) <= maxPooledStack {
+				clear(d.stack)
 				*sp = d.stack[:0]
 				stackPool.Put(sp)
 			}
@@ -62,7 +64,7 @@ func Unmarshal(frame []byte) (Node, error) {
 }
 
 // stackPool saves each decode the allocation of its scratch stack. The stacks are
-// cleared as elements close, so a pooled one holds no references into old trees.
+// cleared before they go back, so a pooled one holds no references into old trees.
 var stackPool = sync.Pool{New: func() any {
 	s := make([]Node, 0, 32)
 	return &s

@@ -2,6 +2,7 @@ package stanza
 
 import (
 	"errors"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -218,5 +219,33 @@ func TestUnmarshalMemoryBound(t *testing.T) {
 				t.Fatalf("allocated %.1f bytes per frame byte, more than %d", ratio, maxRatio)
 			}
 		})
+	}
+}
+
+// Decodes share pooled scratch space: a refused frame that left children behind must
+// not leak them into the next decode, also when decodes run concurrently.
+func TestUnmarshalAfterRefusal(t *testing.T) {
+	want := Node{Tag: "x", Content: []Node{{Tag: "y"}}}
+	done := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for i := 0; i < 200; i++ {
+				if _, err := Unmarshal([]byte("<a><b/><c/><d><e/></d><f")); err == nil {
+					done <- errors.New("truncated frame accepted")
+					return
+				}
+				got, err := Unmarshal([]byte("<x><y/></x>"))
+				if err != nil || !reflect.DeepEqual(got, want) {
+					done <- errors.New("decode after a refusal went wrong")
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
