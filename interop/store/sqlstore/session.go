@@ -64,7 +64,15 @@ func (s *signalStore) StoreSession(ctx context.Context, addr *protocol.SignalAdd
 		if err != nil {
 			return fmt.Errorf("failed to store session: %w", err)
 		}
-		s.sessions.put(t, name, dev, cachedSession{rec: rec, present: true})
+		cached := cachedSession{rec: rec, present: true}
+		if rec.IsFresh() {
+			// A record made by LoadSession for a missing session keeps saying it is
+			// fresh after libsignal filled it in; handed out again, it would make the
+			// next ProcessBundle overwrite this state instead of archiving it. A
+			// record decoded from SQL is never fresh, so let the next load decode.
+			cached.rec = nil
+		}
+		s.sessions.put(t, name, dev, cached)
 		return nil
 	})
 }

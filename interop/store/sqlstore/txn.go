@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"go.mau.fi/util/dbutil"
@@ -84,7 +85,20 @@ func (c *Container) DoTxn(ctx context.Context, fn func(ctx context.Context) erro
 		t.foreign = true
 		return fn(ctx)
 	}
-	err := c.db.DoTxn(ctx, nil, fn)
+	var panicked any
+	err := c.db.DoTxn(ctx, nil, func(ctx context.Context) (err error) {
+		// dbutil does not roll back when fn panics, which would leave the connection
+		// (and on SQLite the write lock) held forever. Roll back, then re-panic.
+		defer func() {
+			if panicked = recover(); panicked != nil {
+				err = fmt.Errorf("panic in transaction: %v", panicked)
+			}
+		}()
+		return fn(ctx)
+	})
+	if panicked != nil {
+		panic(panicked)
+	}
 	committed = err == nil
 	return err
 }

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/lib/pq"                 // registers "postgres"
+	_ "github.com/lib/pq" // registers "postgres"
 	"go.mau.fi/util/dbutil"
 	_ "go.mau.fi/util/dbutil/litestream" // registers "sqlite3-fk-wal"
 )
