@@ -1,6 +1,7 @@
 package signal
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -119,6 +120,9 @@ func (m *Manager) ProcessSenderKeyDistribution(ctx context.Context, group, sende
 }
 
 func (m *Manager) parseDistribution(b []byte) (*protocol.SenderKeyDistributionMessage, error) {
+	if err := checkVersion(b); err != nil {
+		return nil, err
+	}
 	st, err := m.ser.SenderKeyDistributionMessage.Deserialize(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
@@ -138,9 +142,16 @@ func (m *Manager) parseDistribution(b []byte) (*protocol.SenderKeyDistributionMe
 func (m *Manager) GroupDecrypt(ctx context.Context, group, sender jid.JID, skmsg []byte, handle HandleFunc) error {
 	var msg *protocol.SenderKeyMessage
 	err := guard(func() (err error) {
+		if err = checkVersion(skmsg); err != nil {
+			return err
+		}
 		msg, err = protocol.NewSenderKeyMessageFromBytes(skmsg, m.ser.SenderKeyMessage)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		// The signature is checked over a re-serialized copy; see checkMessage.
+		if !bytes.Equal(msg.SignedSerialize(), skmsg) {
+			return fmt.Errorf("%w: non-canonical encoding", ErrMalformed)
 		}
 		if n := len(msg.Ciphertext()); n == 0 || n%16 != 0 {
 			return fmt.Errorf("%w: ciphertext is not whole AES blocks", ErrMalformed)

@@ -223,6 +223,9 @@ func (m *Manager) Decrypt(ctx context.Context, sender jid.JID, typ string, ciphe
 // parsePreKeyMessage checks the key fields itself: libsignal indexes into them
 // unchecked.
 func (m *Manager) parsePreKeyMessage(b []byte) (*protocol.PreKeySignalMessage, error) {
+	if err := checkVersion(b); err != nil {
+		return nil, err
+	}
 	st, err := m.ser.PreKeySignalMessage.Deserialize(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
@@ -234,27 +237,52 @@ func (m *Manager) parsePreKeyMessage(b []byte) (*protocol.PreKeySignalMessage, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if err = m.checkMessage(msg.WhisperMessage()); err != nil {
+	if err = m.checkMessage(msg.WhisperMessage(), st.Message); err != nil {
 		return nil, err
 	}
 	return msg, nil
 }
 
 func (m *Manager) parseMessage(b []byte) (*protocol.SignalMessage, error) {
+	if err := checkVersion(b); err != nil {
+		return nil, err
+	}
 	msg, err := protocol.NewSignalMessageFromBytes(b, m.ser.SignalMessage)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	return msg, m.checkMessage(msg)
+	return msg, m.checkMessage(msg, b)
 }
 
-func (m *Manager) checkMessage(msg *protocol.SignalMessage) error {
+// checkMessage validates a parsed SignalMessage against its bytes b. libsignal
+// verifies the MAC over a re-serialized copy, so a sender's MAC can only hold when
+// its encoding is the canonical one; refusing other encodings makes the MAC cover
+// exactly the bytes received, as in other Signal implementations.
+func (m *Manager) checkMessage(msg *protocol.SignalMessage, b []byte) error {
+	if err := checkVersion(b); err != nil {
+		return err
+	}
+	if !bytes.Equal(msg.Serialize(), b) {
+		return fmt.Errorf("%w: non-canonical encoding", ErrMalformed)
+	}
 	st := msg.Structure()
 	if !validPoint(st.RatchetKey) {
 		return fmt.Errorf("%w: bad ratchet key", ErrMalformed)
 	}
 	if len(st.CipherText) == 0 || len(st.CipherText)%16 != 0 {
 		return fmt.Errorf("%w: ciphertext is not whole AES blocks", ErrMalformed)
+	}
+	return nil
+}
+
+// versionByte is the first byte of every version 3 message (version and current
+// version, 4 bits each). libsignal reads only the high nibble and its MACs cover a
+// re-serialized copy, so other values would be accepted as the same message.
+const versionByte = protocol.CurrentVersion<<4 | protocol.CurrentVersion
+
+func checkVersion(b []byte) error {
+	if len(b) == 0 || b[0] != versionByte {
+		return fmt.Errorf("%w: not a version %d message", ErrMalformed, protocol.CurrentVersion)
 	}
 	return nil
 }
