@@ -86,6 +86,10 @@ func TestAccounts(t *testing.T) {
 		if err != nil || len(list) != 2 || list[0].JID != aliceJID || list[1].JID != bobJID {
 			t.Fatalf("ListAccounts = %v, %v; want alice then bob (sorted by JID)", list, err)
 		}
+		if s := c.StoreFor(got); s.Account() != got || s.GetLocalRegistrationID() != created.RegistrationID ||
+			s.GetIdentityKeyPair().PrivateKey().Serialize() != created.IdentityKey.PrivateKey().Serialize() {
+			t.Error("the store does not carry its account's identity")
+		}
 		if c.StoreFor(got) != c.StoreFor(created) {
 			t.Error("StoreFor the same account returned two stores (their caches would diverge)")
 		}

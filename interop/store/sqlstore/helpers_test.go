@@ -176,3 +176,12 @@ var allTables = []string{
 	"interop_account", "interop_identity", "interop_session", "interop_prekey", "interop_signed_prekey",
 	"interop_sender_key", "interop_sender_key_holder", "interop_sent_message",
 }
+
+func mustAccount(tb testing.TB, c *Container, j jid.JID) *store.Account {
+	tb.Helper()
+	acc, err := c.GetAccount(context.Background(), j)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return acc
+}

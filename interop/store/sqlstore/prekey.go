@@ -27,7 +27,13 @@ const insertBatch = 400
 
 func (s *signalStore) decodePreKey(raw []byte) (*record.PreKey, error) {
 	return decode("prekey", raw, func(b []byte) (*record.PreKey, error) {
-		return record.NewPreKeyFromBytes(b, s.ser.PreKeyRecord)
+		rec, err := record.NewPreKeyFromBytes(b, s.ser.PreKeyRecord)
+		// The decoder accepts any JSON object and leaves missing keys zero; a zero
+		// private key would be handed out as a usable prekey.
+		if err == nil && rec.KeyPair().PrivateKey().Serialize() == [32]byte{} {
+			return nil, errors.New("record holds no key")
+		}
+		return rec, err
 	})
 }
 
