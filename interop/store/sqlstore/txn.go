@@ -66,12 +66,17 @@ func (c *Container) txnFrom(ctx context.Context) *txn {
 
 // DoTxn runs fn in one SQL transaction shared by every store of this container: writes
 // made with the ctx given to fn commit together, and the record caches keep what the
-// transaction wrote only if it commits. A nested call joins the outer transaction.
+// transaction wrote only if it commits. A nested call joins the outer transaction
+// without a savepoint: if the outer one ignores the inner's error and commits, the
+// inner's writes commit too. fn must write with the ctx it is given; a write with
+// another ctx would wait (on SQLite) for the lock this transaction holds.
 //
 // Bridge tables written with the same ctx join the transaction too, because dbutil
 // children of one database share the transaction. The reverse (calling the store
-// inside a transaction begun by the bridge's own DoTxn) works but disables the caches
-// for that transaction, since its outcome is invisible here.
+// inside a transaction begun by the bridge's own dbutil DoTxn) works but bypasses the
+// caches inside it, and evicts what it touched when fn returns, since its outcome is
+// invisible here; a reader of the same remote user racing that transaction's commit
+// could then cache pre-transaction state, so prefer starting with this DoTxn.
 func (c *Container) DoTxn(ctx context.Context, fn func(ctx context.Context) error) error {
 	if c.txnFrom(ctx) != nil {
 		return fn(ctx)
