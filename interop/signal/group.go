@@ -140,6 +140,7 @@ func (m *Manager) parseDistribution(b []byte) (*protocol.SenderKeyDistributionMe
 // GroupDecrypt decrypts a skmsg from a sender device with the same transaction rules
 // as Decrypt: handle runs inside the transaction and a failure rolls the chain back.
 func (m *Manager) GroupDecrypt(ctx context.Context, group, sender jid.JID, skmsg []byte, handle HandleFunc) error {
+	handle = orAccept(handle)
 	var msg *protocol.SenderKeyMessage
 	err := guard(func() (err error) {
 		if err = checkVersion(skmsg); err != nil {

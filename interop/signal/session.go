@@ -165,9 +165,11 @@ func (m *Manager) EncryptForDevices(ctx context.Context, devices []jid.JID, plai
 // the padding and passes the plaintext to handle with the transaction's ctx. It commits
 // only if handle returns nil: the ratchet step, a session created by a pkmsg and
 // whatever handle wrote through ctx land together, and after a failure (or a crash)
-// the same ciphertext decrypts again. A handle error comes back as *HandleError.
+// the same ciphertext decrypts again. A handle error comes back as *HandleError; a nil
+// handle accepts the message.
 func (m *Manager) Decrypt(ctx context.Context, sender jid.JID, typ string, ciphertext []byte, handle HandleFunc) (DecryptInfo, error) {
 	info := DecryptInfo{Type: typ}
+	handle = orAccept(handle)
 	var pkmsg *protocol.PreKeySignalMessage
 	var msg *protocol.SignalMessage
 	err := guard(func() (err error) {
@@ -217,11 +219,15 @@ func (m *Manager) Decrypt(ctx context.Context, sender jid.JID, typ string, ciphe
 		}
 		return nil
 	})
+	if err != nil {
+		// Rolled back: nothing changed.
+		info.IdentityChanged = false
+	}
 	return info, err
 }
 
-// parsePreKeyMessage checks the key fields itself: libsignal indexes into them
-// unchecked.
+// parsePreKeyMessage and parseMessage check the key fields before libsignal sees
+// them: it indexes into them unchecked.
 func (m *Manager) parsePreKeyMessage(b []byte) (*protocol.PreKeySignalMessage, error) {
 	if err := checkVersion(b); err != nil {
 		return nil, err
@@ -233,46 +239,42 @@ func (m *Manager) parsePreKeyMessage(b []byte) (*protocol.PreKeySignalMessage, e
 	if !validPoint(st.BaseKey) || !validPoint(st.IdentityKey) {
 		return nil, fmt.Errorf("%w: bad key in prekey message", ErrMalformed)
 	}
+	if _, err = m.parseMessage(st.Message); err != nil {
+		return nil, err
+	}
 	msg, err := protocol.NewPreKeySignalMessageFromStruct(st, m.ser.PreKeySignalMessage, m.ser.SignalMessage)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if err = m.checkMessage(msg.WhisperMessage(), st.Message); err != nil {
-		return nil, err
-	}
 	return msg, nil
 }
 
+// parseMessage also refuses encodings other than the canonical one: libsignal
+// verifies the MAC over a re-serialized copy, so a sender's MAC can only hold for the
+// canonical encoding, and refusing the others makes the MAC cover exactly the bytes
+// received, as in other Signal implementations.
 func (m *Manager) parseMessage(b []byte) (*protocol.SignalMessage, error) {
 	if err := checkVersion(b); err != nil {
 		return nil, err
 	}
-	msg, err := protocol.NewSignalMessageFromBytes(b, m.ser.SignalMessage)
+	st, err := m.ser.SignalMessage.Deserialize(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	return msg, m.checkMessage(msg, b)
-}
-
-// checkMessage validates a parsed SignalMessage against its bytes b. libsignal
-// verifies the MAC over a re-serialized copy, so a sender's MAC can only hold when
-// its encoding is the canonical one; refusing other encodings makes the MAC cover
-// exactly the bytes received, as in other Signal implementations.
-func (m *Manager) checkMessage(msg *protocol.SignalMessage, b []byte) error {
-	if err := checkVersion(b); err != nil {
-		return err
-	}
-	if !bytes.Equal(msg.Serialize(), b) {
-		return fmt.Errorf("%w: non-canonical encoding", ErrMalformed)
-	}
-	st := msg.Structure()
 	if !validPoint(st.RatchetKey) {
-		return fmt.Errorf("%w: bad ratchet key", ErrMalformed)
+		return nil, fmt.Errorf("%w: bad ratchet key", ErrMalformed)
 	}
 	if len(st.CipherText) == 0 || len(st.CipherText)%16 != 0 {
-		return fmt.Errorf("%w: ciphertext is not whole AES blocks", ErrMalformed)
+		return nil, fmt.Errorf("%w: ciphertext is not whole AES blocks", ErrMalformed)
 	}
-	return nil
+	msg, err := protocol.NewSignalMessageFromStruct(st, m.ser.SignalMessage)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if !bytes.Equal(msg.Serialize(), b) {
+		return nil, fmt.Errorf("%w: non-canonical encoding", ErrMalformed)
+	}
+	return msg, nil
 }
 
 // versionByte is the first byte of every version 3 message (version and current
@@ -289,6 +291,13 @@ func checkVersion(b []byte) error {
 
 // validPoint accepts a serialized Curve25519 public key: the type byte and 32 bytes.
 func validPoint(b []byte) bool { return len(b) == 33 && b[0] == ecc.DjbType }
+
+func orAccept(handle HandleFunc) HandleFunc {
+	if handle == nil {
+		return func(context.Context, []byte) error { return nil }
+	}
+	return handle
+}
 
 // HandleIdentityChange handles the `<identity/>` notification for a user: the
 // sessions with all its devices and their recorded identities are dropped, so the next
