@@ -141,7 +141,9 @@ func (j JID) IsInterop() bool { return j.Server == ServerInterop }
 func (j JID) ToUser() JID { return JID{User: j.User, Server: j.Server} }
 
 // WithDevice returns the JID of one device of the user.
-func (j JID) WithDevice(device uint16) JID { return JID{User: j.User, Device: device, Server: j.Server} }
+func (j JID) WithDevice(device uint16) JID {
+	return JID{User: j.User, Device: device, Server: j.Server}
+}
 
 // IntegratorID returns the integrator part of an interop user.
 func (j JID) IntegratorID() (uint16, bool) {

@@ -30,11 +30,22 @@ func (s *signalStore) decodePreKey(raw []byte) (*record.PreKey, error) {
 		rec, err := record.NewPreKeyFromBytes(b, s.ser.PreKeyRecord)
 		// The decoder accepts any JSON object and leaves missing keys zero; a zero
 		// private key would be handed out as a usable prekey.
-		if err == nil && rec.KeyPair().PrivateKey().Serialize() == [32]byte{} {
+		if err != nil {
+			return nil, err
+		}
+		if rec.KeyPair().PrivateKey().Serialize() == [32]byte{} {
 			return nil, errors.New("record holds no key")
 		}
-		return rec, err
+		// libsignal's decoder keeps only 32 of the 33 serialized public key bytes (the
+		// type byte counts as one), so rebuild the pair from the private key.
+		return record.NewPreKey(rec.ID().Value, rebuildKeyPair(rec.KeyPair()), s.ser.PreKeyRecord), nil
 	})
+}
+
+// rebuildKeyPair derives the public key again from the private key.
+func rebuildKeyPair(pair *ecc.ECKeyPair) *ecc.ECKeyPair {
+	priv := pair.PrivateKey().Serialize()
+	return ecc.CreateKeyPair(priv[:])
 }
 
 // LoadPreKey returns a prekey, or nil when there is none (libsignal's convention).
@@ -212,7 +223,15 @@ func inList(prefix string, first any, ids []uint32) (string, []any) {
 
 func (s *signalStore) decodeSignedPreKey(raw []byte) (*record.SignedPreKey, error) {
 	return decode("signed prekey", raw, func(b []byte) (*record.SignedPreKey, error) {
-		return record.NewSignedPreKeyFromBytes(b, s.ser.SignedPreKeyRecord)
+		rec, err := record.NewSignedPreKeyFromBytes(b, s.ser.SignedPreKeyRecord)
+		if err != nil {
+			return nil, err
+		}
+		if rec.KeyPair().PrivateKey().Serialize() == [32]byte{} {
+			return nil, errors.New("record holds no key")
+		}
+		return record.NewSignedPreKey(rec.ID(), rec.Timestamp(), rebuildKeyPair(rec.KeyPair()),
+			rec.Signature(), s.ser.SignedPreKeyRecord), nil
 	})
 }
 

@@ -150,6 +150,8 @@ func TestPreKeyMethods(t *testing.T) {
 		if pk, err := s.LoadPreKey(ctx, 7); err != nil || pk == nil ||
 			pk.KeyPair().PrivateKey().Serialize() != keys[0].KeyPair().PrivateKey().Serialize() {
 			t.Errorf("LoadPreKey did not round-trip: %v", err)
+		} else if !bytes.Equal(pk.KeyPair().PublicKey().Serialize(), keys[0].KeyPair().PublicKey().Serialize()) {
+			t.Error("LoadPreKey returned a different public key: peers would get a broken bundle")
 		}
 		if err = s.RemovePreKey(ctx, 7); err != nil {
 			t.Fatal(err)
@@ -189,6 +191,9 @@ func TestSignedPreKeys(t *testing.T) {
 		if err != nil || latest.Record.ID() != 4 || !latest.CreatedAt.Equal(made[4]) ||
 			latest.Record.Signature() != recs[4].Signature() {
 			t.Fatalf("LatestSignedPreKey = %+v, %v; want id 4", latest, err)
+		}
+		if !bytes.Equal(latest.Record.KeyPair().PublicKey().Serialize(), recs[4].KeyPair().PublicKey().Serialize()) {
+			t.Error("LatestSignedPreKey returned a different public key: peers would get a broken bundle")
 		}
 		all, err := s.LoadSignedPreKeys(ctx)
 		if err != nil || len(all) != 3 || all[0].ID() != 3 || all[2].ID() != 5 {
