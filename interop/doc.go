@@ -18,4 +18,11 @@
 //
 // The connection layer must not import interop/socket (the bridge passes a Dialer
 // wrapping socket.Dial) nor interop/signal (which builds on top of it).
+//
+// The account layer on top (Account: account.go, outgoing.go, incoming.go, retry.go,
+// keys.go, devices.go) joins one Client with one signal.Manager: key uploads and
+// rotation, device lists, 1:1 and group sends with the retry policy of section 10,
+// decryption with delivery inside the store transaction, and retry receipts. It is
+// the only part that imports interop/signal; dial.go (SocketDialer) the only one that
+// imports interop/socket.
 package interop
