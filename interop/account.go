@@ -364,8 +364,8 @@ type heldKey struct {
 
 func newKeyLocks() *keyLocks { return &keyLocks{locks: make(map[string]*keyLock)} }
 
-func userKey(u jid.JID) string   { return "u|" + u.SignalName() }
-func groupKey(g jid.JID) string  { return "g|" + g.String() }
+func userKey(u jid.JID) string  { return "u|" + u.SignalName() }
+func groupKey(g jid.JID) string { return "g|" + g.String() }
 func usersKeys(devices []jid.JID) []string {
 	keys := make([]string, 0, len(devices))
 	for _, d := range devices {

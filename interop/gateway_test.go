@@ -29,11 +29,11 @@ type testGateway struct {
 	pending  map[jid.JID][]stanza.Node // device → delivered, not acked yet
 	refusals map[jid.JID][]stanza.Attrs
 	// tamper, when set, may change a stanza before it reaches a device.
-	tamper func(to jid.JID, n *stanza.Node)
-	dupNext  map[jid.JID]bool
-	sent     []stanza.Node // every <message> a client sent, refused or not
-	iqs      []stanza.Node
-	clock    int64
+	tamper  func(to jid.JID, n *stanza.Node)
+	dupNext map[jid.JID]bool
+	sent    []stanza.Node // every <message> a client sent, refused or not
+	iqs     []stanza.Node
+	clock   int64
 }
 
 type gwKeys struct {
