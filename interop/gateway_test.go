@@ -472,3 +472,10 @@ func (g *testGateway) corruptNext(dev jid.JID, encType string, n int) {
 }
 
 func (g *testGateway) String() string { return fmt.Sprintf("gateway(%d conns)", len(g.conns)) }
+
+// forgetKeys makes the gateway lose dev's keys (its sends then get 412).
+func (g *testGateway) forgetKeys(dev jid.JID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.keys, dev)
+}
