@@ -271,12 +271,18 @@ func TestSendValidation(t *testing.T) {
 	alice := startNew(t, gw, aliceJID)
 	ctx := context.Background()
 	for name, fn := range map[string]func() error{
-		"to a group":    func() error { _, err := alice.SendMessage(ctx, groupJID, "", text("x"), SendOptions{}); return err },
-		"to nobody":     func() error { _, err := alice.SendMessage(ctx, jid.JID{}, "", text("x"), SendOptions{}); return err },
-		"to itself":     func() error { _, err := alice.SendMessage(ctx, aliceJID, "", text("x"), SendOptions{}); return err },
-		"empty":         func() error { _, err := alice.SendMessage(ctx, bobJID, "", &waE2E.Message{}, SendOptions{}); return err },
-		"no devices":    func() error { _, err := alice.SendMessage(ctx, daveJID, "", text("x"), SendOptions{}); return err },
-		"group to user": func() error { _, err := alice.SendGroupMessage(ctx, bobJID, []jid.JID{bobJID}, "", text("x"), SendOptions{}); return err },
+		"to a group": func() error { _, err := alice.SendMessage(ctx, groupJID, "", text("x"), SendOptions{}); return err },
+		"to nobody":  func() error { _, err := alice.SendMessage(ctx, jid.JID{}, "", text("x"), SendOptions{}); return err },
+		"to itself":  func() error { _, err := alice.SendMessage(ctx, aliceJID, "", text("x"), SendOptions{}); return err },
+		"empty": func() error {
+			_, err := alice.SendMessage(ctx, bobJID, "", &waE2E.Message{}, SendOptions{})
+			return err
+		},
+		"no devices": func() error { _, err := alice.SendMessage(ctx, daveJID, "", text("x"), SendOptions{}); return err },
+		"group to user": func() error {
+			_, err := alice.SendGroupMessage(ctx, bobJID, []jid.JID{bobJID}, "", text("x"), SendOptions{})
+			return err
+		},
 		"group alone": func() error {
 			_, err := alice.SendGroupMessage(ctx, groupJID, []jid.JID{aliceJID}, "", text("x"), SendOptions{})
 			return err
