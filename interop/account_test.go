@@ -37,7 +37,7 @@ var (
 	groupJID = jid.MustParse("491701234567-1700000000@g.us")
 )
 
-func text(s string) *waE2E.Message { return &waE2E.Message{Conversation: proto.String(s)} }
+func textMsg(s string) *waE2E.Message { return &waE2E.Message{Conversation: proto.String(s)} }
 
 // sleepLog replaces the retry policy's sleep: it records the waits and returns at once.
 type sleepLog struct {
@@ -79,7 +79,12 @@ type testAccount struct {
 	// failDeliver makes the next deliver calls for content fail.
 	failDeliver atomic.Int32
 	sleeps      *sleepLog
+	stopOnce    sync.Once
+	stopFn      func()
 }
+
+// stop ends Run (also done when the test ends).
+func (ta *testAccount) stop() { ta.stopOnce.Do(ta.stopFn) }
 
 func startAccount(t testing.TB, gw *testGateway, j jid.JID, mod ...func(*AccountConfig)) *testAccount {
 	t.Helper()
@@ -125,14 +130,15 @@ func startAccountOn(t testing.TB, gw *testGateway, st store.Store, mod ...func(*
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
+	ta.stopFn = func() {
 		cancel()
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
 			t.Errorf("Run of %s did not return", j)
 		}
-	})
+	}
+	t.Cleanup(ta.stop)
 	waitEvent[*Connected](t, ta)
 	return ta
 }
@@ -276,7 +282,7 @@ func TestExchangeBothWays(t *testing.T) {
 	alice := startNew(t, gw, aliceJID)
 	bob := startNew(t, gw, bobJID)
 
-	res := alice.send(t, bobJID, text("hello bob"))
+	res := alice.send(t, bobJID, textMsg("hello bob"))
 	first := lastSent(t, gw)
 	if got := encTypesFor(first, bobJID); !slices.Equal(got, []string{"pkmsg"}) {
 		t.Fatalf("first message encs %v, want pkmsg", got)
@@ -292,13 +298,13 @@ func TestExchangeBothWays(t *testing.T) {
 		t.Fatalf("bob got %+v", m)
 	}
 
-	bob.send(t, aliceJID, text("hi alice"))
+	bob.send(t, aliceJID, textMsg("hi alice"))
 	if got := encTypesFor(lastSent(t, gw), aliceJID); !slices.Equal(got, []string{"msg"}) {
 		t.Fatalf("reply encs %v, want msg (bob's session came from alice's pkmsg)", got)
 	}
 	alice.receiveText(t, bobJID, "hi alice")
 
-	alice.send(t, bobJID, text("and again"))
+	alice.send(t, bobJID, textMsg("and again"))
 	if got := encTypesFor(lastSent(t, gw), bobJID); !slices.Equal(got, []string{"msg"}) {
 		t.Fatalf("third message encs %v, want msg", got)
 	}
@@ -340,10 +346,10 @@ func TestSendInsideDeliverRefused(t *testing.T) {
 	gw := newTestGateway(t)
 	alice := startNew(t, gw, aliceJID)
 	ctx := context.WithValue(context.Background(), inDeliverKey{alice.Account}, true)
-	if _, err := alice.SendMessage(ctx, bobJID, "", text("x"), SendOptions{}); !errors.Is(err, ErrInsideDeliver) {
+	if _, err := alice.SendMessage(ctx, bobJID, "", textMsg("x"), SendOptions{}); !errors.Is(err, ErrInsideDeliver) {
 		t.Fatalf("send inside deliver: %v", err)
 	}
-	if _, err := alice.SendGroupMessage(ctx, groupJID, []jid.JID{bobJID}, "", text("x"), SendOptions{}); !errors.Is(err, ErrInsideDeliver) {
+	if _, err := alice.SendGroupMessage(ctx, groupJID, []jid.JID{bobJID}, "", textMsg("x"), SendOptions{}); !errors.Is(err, ErrInsideDeliver) {
 		t.Fatalf("group send inside deliver: %v", err)
 	}
 }

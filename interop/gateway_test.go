@@ -33,7 +33,9 @@ type testGateway struct {
 	dupNext map[jid.JID]bool
 	sent    []stanza.Node // every <message> a client sent, refused or not
 	iqs     []stanza.Node
-	clock   int64
+	// receipts every <receipt> a client sent
+	receipts []stanza.Node
+	clock    int64
 }
 
 type gwKeys struct {
@@ -171,6 +173,7 @@ func (g *testGateway) handle(dev jid.JID, fc *fakeConn, n stanza.Node) {
 		g.sent = append(g.sent, n)
 		g.route(dev, fc, n)
 	case "receipt":
+		g.receipts = append(g.receipts, n)
 		g.routeReceipt(dev, n)
 	case "ack":
 		g.acked(dev, n)
@@ -478,4 +481,11 @@ func (g *testGateway) forgetKeys(dev jid.JID) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.keys, dev)
+}
+
+// sentReceipts returns the <receipt> stanzas clients sent, in order.
+func (g *testGateway) sentReceipts() []stanza.Node {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]stanza.Node(nil), g.receipts...)
 }

@@ -24,7 +24,7 @@ func TestClassify(t *testing.T) {
 		want ContentAttrs
 		bad  bool
 	}{
-		{"conversation", text("hi"), ContentAttrs{Type: "text"}, false},
+		{"conversation", textMsg("hi"), ContentAttrs{Type: "text"}, false},
 		{"extended text", &waE2E.Message{ExtendedTextMessage: &waE2E.ExtendedTextMessage{Text: proto.String("*hi*")}}, ContentAttrs{Type: "text"}, false},
 		{"location", &waE2E.Message{LocationMessage: &waE2E.LocationMessage{DegreesLatitude: proto.Float64(52.5)}}, ContentAttrs{Type: "text"}, false},
 		{"image", &waE2E.Message{ImageMessage: &waE2E.ImageMessage{}}, ContentAttrs{Type: "media", MediaType: "image"}, false},
@@ -35,7 +35,7 @@ func TestClassify(t *testing.T) {
 		{"document", &waE2E.Message{DocumentMessage: &waE2E.DocumentMessage{}}, ContentAttrs{Type: "media", MediaType: "document"}, false},
 		{"reaction", &waE2E.Message{ReactionMessage: &waE2E.ReactionMessage{Key: key, Text: proto.String("👍")}}, ContentAttrs{Type: "reaction"}, false},
 		{"reaction removed", &waE2E.Message{ReactionMessage: &waE2E.ReactionMessage{Key: key, Text: proto.String("")}}, ContentAttrs{Type: "reaction"}, false},
-		{"edit", &waE2E.Message{ProtocolMessage: &waE2E.ProtocolMessage{Key: key, Type: waE2E.ProtocolMessage_MESSAGE_EDIT.Enum(), EditedMessage: text("fixed")}},
+		{"edit", &waE2E.Message{ProtocolMessage: &waE2E.ProtocolMessage{Key: key, Type: waE2E.ProtocolMessage_MESSAGE_EDIT.Enum(), EditedMessage: textMsg("fixed")}},
 			ContentAttrs{Type: "text", Edit: "1"}, false},
 		{"revoke", &waE2E.Message{ProtocolMessage: &waE2E.ProtocolMessage{Key: key, Type: waE2E.ProtocolMessage_REVOKE.Enum()}},
 			ContentAttrs{Type: "text", Edit: "7"}, false},
@@ -91,13 +91,13 @@ func TestStaleDevicesRefreshAndResend(t *testing.T) {
 	gw := newTestGateway(t)
 	alice := startNew(t, gw, aliceJID)
 	bob := startNew(t, gw, bobJID)
-	alice.send(t, bobJID, text("one"))
+	alice.send(t, bobJID, textMsg("one"))
 	bob.receiveText(t, aliceJID, "one")
 
 	// Bob adds a device; nobody tells alice, so her cached list is stale.
 	bob1 := startNew(t, gw, bob1JID)
 	before := len(gw.sentMessages())
-	res := alice.send(t, bobJID, text("two"))
+	res := alice.send(t, bobJID, textMsg("two"))
 	sent := gw.sentMessages()[before:]
 	if len(sent) != 2 {
 		t.Fatalf("%d stanzas sent, want the refused one and the resend", len(sent))
@@ -124,7 +124,7 @@ func TestStaleDevicesRefreshAndResend(t *testing.T) {
 	gw.notify(aliceJID, stanza.Node{Tag: "notification", Attrs: stanza.Attrs{"from": bobJID.String(), "id": "N1", "type": "devices"},
 		Content: []stanza.Node{{Tag: "remove", Content: []stanza.Node{{Tag: "device", Attrs: stanza.Attrs{"jid": bob1JID.String()}}}}}})
 	waitUntil(t, func() bool { return gw.pendingFor(aliceJID) == 0 })
-	res = alice.send(t, bobJID, text("three"))
+	res = alice.send(t, bobJID, textMsg("three"))
 	if res.Attempts != 1 || !slices.Equal(res.Devices, []jid.JID{bobJID}) {
 		t.Fatalf("after the notification: %+v", res)
 	}
@@ -149,7 +149,7 @@ func TestRateLimitedWaitsAndResendsSameStanza(t *testing.T) {
 	bob := startNew(t, gw, bobJID)
 	gw.refuseNext(aliceJID, stanza.Attrs{"error": "429", "retry_after": "7"}, stanza.Attrs{"error": "429"})
 	before := len(gw.sentMessages())
-	res, err := alice.SendMessage(context.Background(), bobJID, "FIXEDID", text("later"), SendOptions{})
+	res, err := alice.SendMessage(context.Background(), bobJID, "FIXEDID", textMsg("later"), SendOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestRateLimitedUntilContextEnds(t *testing.T) {
 	for range 20 {
 		gw.refuseNext(aliceJID, stanza.Attrs{"error": "429", "retry_after": "1"})
 	}
-	res, err := alice.SendMessage(ctx, bobJID, "", text("x"), SendOptions{})
+	res, err := alice.SendMessage(ctx, bobJID, "", textMsg("x"), SendOptions{})
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, errcode.ErrRateLimited) || res.Attempts != 10 {
 		t.Fatalf("err %v after %d attempts", err, res.Attempts)
 	}
@@ -214,7 +214,7 @@ func TestRefusalsReturnedAtOnce(t *testing.T) {
 		t.Run(tt.ack["error"]+tt.reason, func(t *testing.T) {
 			gw.refuseNext(aliceJID, tt.ack)
 			before := len(gw.sentMessages())
-			res, err := alice.SendMessage(context.Background(), bobJID, "", text("x"), SendOptions{})
+			res, err := alice.SendMessage(context.Background(), bobJID, "", textMsg("x"), SendOptions{})
 			var e *errcode.Error
 			if !errors.Is(err, tt.want) || !errors.As(err, &e) || e.Reason != tt.reason {
 				t.Fatalf("err %v, want %v (%s)", err, tt.want, tt.reason)
@@ -231,7 +231,7 @@ func TestNoKeysUploadsAndResends(t *testing.T) {
 	alice := startNew(t, gw, aliceJID)
 	bob := startNew(t, gw, bobJID)
 	gw.forgetKeys(aliceJID)
-	res := alice.send(t, bobJID, text("keys?"))
+	res := alice.send(t, bobJID, textMsg("keys?"))
 	if !slices.Equal(res.Refusals, []int{412}) || res.Attempts != 2 {
 		t.Fatalf("result %+v", res)
 	}
@@ -249,7 +249,7 @@ func TestGatewayTroubleBacksOff(t *testing.T) {
 	alice := startNew(t, gw, aliceJID, func(c *AccountConfig) { c.Retry.MaxAttempts = 3 })
 	bob := startNew(t, gw, bobJID)
 	gw.refuseNext(aliceJID, stanza.Attrs{"error": "503"}, stanza.Attrs{"error": "500"})
-	res := alice.send(t, bobJID, text("eventually"))
+	res := alice.send(t, bobJID, textMsg("eventually"))
 	if !slices.Equal(res.Refusals, []int{503, 500}) || res.Attempts != 3 {
 		t.Fatalf("result %+v", res)
 	}
@@ -260,7 +260,7 @@ func TestGatewayTroubleBacksOff(t *testing.T) {
 
 	// MaxAttempts (here per message) bounds gateway trouble.
 	gw.refuseNext(aliceJID, stanza.Attrs{"error": "500"}, stanza.Attrs{"error": "500"}, stanza.Attrs{"error": "500"})
-	res, err := alice.SendMessage(context.Background(), bobJID, "", text("never"), SendOptions{MaxAttempts: 2})
+	res, err := alice.SendMessage(context.Background(), bobJID, "", textMsg("never"), SendOptions{MaxAttempts: 2})
 	if !errors.Is(err, errcode.ErrInternal) || res.Attempts != 2 {
 		t.Fatalf("err %v, result %+v", err, res)
 	}
@@ -271,20 +271,20 @@ func TestSendValidation(t *testing.T) {
 	alice := startNew(t, gw, aliceJID)
 	ctx := context.Background()
 	for name, fn := range map[string]func() error{
-		"to a group": func() error { _, err := alice.SendMessage(ctx, groupJID, "", text("x"), SendOptions{}); return err },
-		"to nobody":  func() error { _, err := alice.SendMessage(ctx, jid.JID{}, "", text("x"), SendOptions{}); return err },
-		"to itself":  func() error { _, err := alice.SendMessage(ctx, aliceJID, "", text("x"), SendOptions{}); return err },
+		"to a group": func() error { _, err := alice.SendMessage(ctx, groupJID, "", textMsg("x"), SendOptions{}); return err },
+		"to nobody":  func() error { _, err := alice.SendMessage(ctx, jid.JID{}, "", textMsg("x"), SendOptions{}); return err },
+		"to itself":  func() error { _, err := alice.SendMessage(ctx, aliceJID, "", textMsg("x"), SendOptions{}); return err },
 		"empty": func() error {
 			_, err := alice.SendMessage(ctx, bobJID, "", &waE2E.Message{}, SendOptions{})
 			return err
 		},
-		"no devices": func() error { _, err := alice.SendMessage(ctx, daveJID, "", text("x"), SendOptions{}); return err },
+		"no devices": func() error { _, err := alice.SendMessage(ctx, daveJID, "", textMsg("x"), SendOptions{}); return err },
 		"group to user": func() error {
-			_, err := alice.SendGroupMessage(ctx, bobJID, []jid.JID{bobJID}, "", text("x"), SendOptions{})
+			_, err := alice.SendGroupMessage(ctx, bobJID, []jid.JID{bobJID}, "", textMsg("x"), SendOptions{})
 			return err
 		},
 		"group alone": func() error {
-			_, err := alice.SendGroupMessage(ctx, groupJID, []jid.JID{aliceJID}, "", text("x"), SendOptions{})
+			_, err := alice.SendGroupMessage(ctx, groupJID, []jid.JID{aliceJID}, "", textMsg("x"), SendOptions{})
 			return err
 		},
 	} {
@@ -292,7 +292,7 @@ func TestSendValidation(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := alice.SendMessage(ctx, daveJID, "", text("x"), SendOptions{}); !errors.Is(err, ErrNoDevices) {
+	if _, err := alice.SendMessage(ctx, daveJID, "", textMsg("x"), SendOptions{}); !errors.Is(err, ErrNoDevices) {
 		t.Fatalf("send to a user without devices: %v", err)
 	}
 }
