@@ -312,9 +312,7 @@ func TestExchangeBothWays(t *testing.T) {
 
 	// Everything was acked; the kept copies are there for retries.
 	for _, ta := range []*testAccount{alice, bob} {
-		if n := gw.pendingFor(ta.jid); n != 0 {
-			t.Fatalf("%s left %d stanzas unacked", ta.jid, n)
-		}
+		waitUntil(t, func() bool { return gw.pendingFor(ta.jid) == 0 })
 	}
 	if _, err := alice.Signal().Store().GetSentMessage(context.Background(), bobJID, res.ID); err != nil {
 		t.Fatalf("no kept copy: %v", err)
