@@ -120,12 +120,9 @@ func (a *Account) HandleMessage(ctx context.Context, node stanza.Node, deliver D
 
 	ctx, unlock := a.locks.lock(ctx, userKey(info.Sender))
 	defer unlock()
-	run := &incomingRun{a: a, info: info, deliver: deliver}
-	if err := run.step(ctx, encs); err != nil {
-		if de := (*deliverError)(nil); errors.As(err, &de) {
-			return "", fmt.Errorf("failed to deliver message %s: %w", info.ID, de.err)
-		}
-		return "", fmt.Errorf("failed to handle message %s: %w", info.ID, err)
+	run, err := a.decrypt(ctx, info, encs, deliver)
+	if err != nil {
+		return "", err
 	}
 	if run.identityChanged {
 		a.emit(&SafetyNumberChanged{User: info.Sender.ToUser(), Device: info.Sender})
@@ -148,6 +145,18 @@ func (a *Account) HandleMessage(ctx context.Context, node stanza.Node, deliver D
 		return outcome, fmt.Errorf("failed to ack message %s: %w", info.ID, err)
 	}
 	return outcome, nil
+}
+
+// decrypt runs the encs of one message (the caller holds the sender's lock).
+func (a *Account) decrypt(ctx context.Context, info MessageInfo, encs []IncomingEnc, deliver DeliverFunc) (*incomingRun, error) {
+	run := &incomingRun{a: a, info: info, deliver: deliver}
+	if err := run.step(ctx, encs); err != nil {
+		if de := (*deliverError)(nil); errors.As(err, &de) {
+			return nil, fmt.Errorf("failed to deliver message %s: %w", info.ID, de.err)
+		}
+		return nil, fmt.Errorf("failed to handle message %s: %w", info.ID, err)
+	}
+	return run, nil
 }
 
 // undecryptable asks the sender to encrypt again (while retries remain), tells the
