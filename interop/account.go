@@ -108,7 +108,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // rather than to the user: key uploads and refills (on Connected, on the prekey
 // notification, on a 412), signed prekey rotation, identity and device notifications,
 // retry receipts, and pruning of kept sent messages. It acks those stanzas itself and
-// does not pass them on. Everything else goes to AccountConfig.Handler: for each
+// does not pass them on. Connected reaches the Handler after the key check ran, so
+// the offline messages that follow find the keys in place. Everything else goes to AccountConfig.Handler: for each
 // IncomingMessage call HandleMessage; other receipts and notifications are the
 // Handler's to handle and Ack.
 //

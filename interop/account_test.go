@@ -350,6 +350,12 @@ func TestSendInsideDeliverRefused(t *testing.T) {
 	if _, err := alice.SendGroupMessage(ctx, groupJID, []jid.JID{bobJID}, "", textMsg("x"), SendOptions{}); !errors.Is(err, ErrInsideDeliver) {
 		t.Fatalf("group send inside deliver: %v", err)
 	}
+	if err := alice.ResetGroupSenderKey(ctx, groupJID); !errors.Is(err, ErrInsideDeliver) {
+		t.Fatalf("sender key reset inside deliver: %v", err)
+	}
+	if _, err := alice.HandleMessage(ctx, stanza.Node{Tag: "message"}, nil); !errors.Is(err, ErrInsideDeliver) {
+		t.Fatalf("HandleMessage inside deliver: %v", err)
+	}
 }
 
 func TestKeyLocks(t *testing.T) {

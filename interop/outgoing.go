@@ -130,8 +130,10 @@ func (a *Account) prepareDirect(ctx context.Context, to jid.JID, id string, plai
 	return out.Node(), nil
 }
 
-// encryptAll encrypts for devices that all have a session (the caller holds their
-// users' locks, so none can vanish).
+// encryptAll encrypts for devices that all have a session. The caller holds their
+// users' locks, so none can vanish, and runs it inside its own transaction: the
+// signal package releases its locks before that commits, which is safe only because
+// every ratchet step of this account goes through the Account's locks.
 func (a *Account) encryptAll(ctx context.Context, devices []jid.JID, plaintext []byte) ([]signal.EncryptedPart, error) {
 	parts, missing, err := a.mgr.EncryptForDevices(ctx, devices, plaintext)
 	if err != nil {
@@ -314,6 +316,11 @@ func (a *Account) prepareGroup(ctx context.Context, group jid.JID, users []jid.J
 // given only to the members then. Call it when a member left or was removed
 // (PROTOCOL.md section 6).
 func (a *Account) ResetGroupSenderKey(ctx context.Context, group jid.JID) error {
+	if a.insideDeliver(ctx) {
+		// It would wait for the group lock while holding the delivery's transaction,
+		// which a sender to the group may be waiting for.
+		return ErrInsideDeliver
+	}
 	ctx, unlock := a.locks.lock(ctx, groupKey(group))
 	defer unlock()
 	a.groups.bump(group)
