@@ -78,6 +78,9 @@ type testAccount struct {
 	handled   chan handled
 	// failDeliver makes the next deliver calls for content fail.
 	failDeliver atomic.Int32
+	// hook, when set, runs first in deliver with its ctx (the decryption's
+	// transaction), like the bridge's own writes.
+	hook atomic.Pointer[func(ctx context.Context, m *DecryptedMessage) error]
 	sleeps      *sleepLog
 	stopOnce    sync.Once
 	stopFn      func()
@@ -162,7 +165,12 @@ func (ta *testAccount) handle(ctx context.Context, evt Event) {
 	ta.events <- evt
 }
 
-func (ta *testAccount) deliver(_ context.Context, m *DecryptedMessage) error {
+func (ta *testAccount) deliver(ctx context.Context, m *DecryptedMessage) error {
+	if h := ta.hook.Load(); h != nil {
+		if err := (*h)(ctx, m); err != nil {
+			return err
+		}
+	}
 	if m.Message != nil && ta.failDeliver.Add(-1) >= 0 {
 		ta.delivered <- delivery{m: m, failed: true}
 		return errors.New("bridge database unavailable")
