@@ -263,7 +263,12 @@ func (s *session) acceptDirectMessage(ctx context.Context, msg *sentMessage, now
 			base["edit"] = msg.edit
 		}
 		for _, d := range targets {
-			out := stanza.Node{Tag: "message", Attrs: copyAttrs(base), Content: []stanza.Node{msg.parts[d]}}
+			enc, ok := msg.parts[d]
+			if !ok {
+				// The sender had no keys for this device (section 5: it is left out).
+				continue
+			}
+			out := stanza.Node{Tag: "message", Attrs: copyAttrs(base), Content: []stanza.Node{enc}}
 			if err := s.g.deliver(ctx, d, out); err != nil {
 				return s.failed(err, "queue message")
 			}
