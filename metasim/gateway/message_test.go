@@ -249,7 +249,7 @@ func TestSection8_RateLimits(t *testing.T) {
 		wantAfter time.Duration // retry_after
 		peers     int           // distinct Meta users written to (new conversations)
 	}{
-		{"burst", func(l *Limits) { l.BurstMessages, l.BurstWindow = 3, 10 * time.Second }, 3, 10 * time.Second, 1},
+		{"burst", func(l *Limits) { l.BurstMessages, l.BurstWindow = 3, 10*time.Second }, 3, 10 * time.Second, 1},
 		{"hourly", func(l *Limits) { l.HourlyMessages = 4 }, 4, time.Hour, 1},
 		{"new conversations", func(l *Limits) { l.NewConversations = 2 }, 2, 24 * time.Hour, 3},
 	}
