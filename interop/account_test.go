@@ -80,10 +80,10 @@ type testAccount struct {
 	failDeliver atomic.Int32
 	// hook, when set, runs first in deliver with its ctx (the decryption's
 	// transaction), like the bridge's own writes.
-	hook atomic.Pointer[func(ctx context.Context, m *DecryptedMessage) error]
-	sleeps      *sleepLog
-	stopOnce    sync.Once
-	stopFn      func()
+	hook     atomic.Pointer[func(ctx context.Context, m *DecryptedMessage) error]
+	sleeps   *sleepLog
+	stopOnce sync.Once
+	stopFn   func()
 }
 
 // stop ends Run (also done when the test ends).
