@@ -48,13 +48,18 @@ func Run(t *testing.T, fn func(t *testing.T, db *dbutil.Database)) {
 	}
 }
 
+// SQLiteDSNParams are the connection parameters recommended for SQLite: IMMEDIATE
+// transactions (writers queue on the busy timeout instead of failing to upgrade a
+// read lock) and a per-connection prepared statement cache (each message runs the
+// same few statements; re-preparing them cost a fifth of a send).
+const SQLiteDSNParams = "_txlock=immediate&_stmt_cache_size=64"
+
 // SQLite opens a new database file in tb.TempDir(), in WAL mode with foreign keys on
-// and IMMEDIATE transactions (so writers queue on the busy timeout instead of failing
-// to upgrade a read lock).
+// and the SQLiteDSNParams.
 func SQLite(tb testing.TB) *dbutil.Database {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "test.db")
-	db, err := dbutil.NewWithDialect("file:"+path+"?_txlock=immediate", "sqlite3-fk-wal")
+	db, err := dbutil.NewWithDialect("file:"+path+"?"+SQLiteDSNParams, "sqlite3-fk-wal")
 	if err != nil {
 		tb.Fatalf("failed to open sqlite: %v", err)
 	}
