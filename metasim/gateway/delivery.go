@@ -24,9 +24,15 @@ func (g *Gateway) deliver(ctx context.Context, endpoint jid.JID, n stanza.Node) 
 	if err != nil {
 		return fmt.Errorf("failed to encode %s: %w", n, err)
 	}
+	typ := ""
+	if n.Tag != "message" {
+		// Acks echo the type of receipts and notifications, never of messages.
+		typ = n.Attr("type")
+	}
 	_, err = g.st.Enqueue(ctx, endpoint, gwstore.QueueItem{
 		Class:       n.Tag,
 		ID:          n.Attr("id"),
+		Type:        typ,
 		From:        n.Attr("from"),
 		Participant: n.Attr("participant"),
 		Frame:       frame,

@@ -7,10 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"go.mau.fi/util/dbutil"
+
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/signal"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/stanza"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore/sqltest"
 )
 
 // pair is a Meta user with two keyed devices and a third-party account, both
@@ -23,7 +26,11 @@ type pair struct {
 }
 
 func newPair(t *testing.T, opts ...func(*Config)) *pair {
-	e := newEnv(t, opts...)
+	return newPairOn(t, sqltest.SQLite(t), opts...)
+}
+
+func newPairOn(t *testing.T, db *dbutil.Database, opts ...func(*Config)) *pair {
+	e := newEnvOn(t, db, opts...)
 	p := &pair{e: e}
 	p.m, p.m0 = e.metaUser("491701111111", UserOptions{ReadReceipts: true})
 	d1, err := e.g().AddDevice(context.Background(), p.m)

@@ -12,6 +12,7 @@ import (
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/socket"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/stanza"
+	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/gateway/internal/gwstore"
 )
 
 // frameConn is a connection carrying whole frames: a socket.Conn for third-party
@@ -169,7 +170,9 @@ func (s *session) handleAck(ctx context.Context, n stanza.Node) {
 	if id == "" {
 		return
 	}
-	if _, err := s.g.st.Ack(ctx, s.endpoint, class, id, n.Attr("to"), n.Attr("participant")); err != nil && ctx.Err() == nil {
+	filter := gwstore.AckFilter{Class: class, ID: id, From: n.Attr("to"), Participant: n.Attr("participant"),
+		Type: n.Attr("type"), HasType: n.HasAttr("type")}
+	if _, err := s.g.st.Ack(ctx, s.endpoint, filter); err != nil && ctx.Err() == nil {
 		s.log.Err(err).Msg("Failed to remove acked stanza")
 	}
 }

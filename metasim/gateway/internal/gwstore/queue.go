@@ -2,6 +2,8 @@ package gwstore
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -13,6 +15,7 @@ type QueueItem struct {
 	Seq         int64
 	Class       string // message, receipt or notification
 	ID          string
+	Type        string // the type attribute of a receipt or notification
 	From        string
 	Participant string
 	Frame       []byte
@@ -26,9 +29,9 @@ func (s *Store) Enqueue(ctx context.Context, endpoint jid.JID, it QueueItem, max
 	var seq int64
 	err := s.DoTxn(ctx, func(ctx context.Context) error {
 		err := s.db.QueryRow(ctx, `
-			INSERT INTO metasim_queue (network, endpoint, class, stanza_id, from_jid, participant, frame, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq`,
-			s.network, endpoint.String(), it.Class, it.ID, it.From, it.Participant, it.Frame, ms(it.CreatedAt)).Scan(&seq)
+			INSERT INTO metasim_queue (network, endpoint, class, stanza_id, stanza_type, from_jid, participant, frame, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq`,
+			s.network, endpoint.String(), it.Class, it.ID, it.Type, it.From, it.Participant, it.Frame, ms(it.CreatedAt)).Scan(&seq)
 		if err != nil {
 			return fmt.Errorf("failed to enqueue: %w", err)
 		}
@@ -52,7 +55,7 @@ func (s *Store) Enqueue(ctx context.Context, endpoint jid.JID, it QueueItem, max
 // QueueAfter returns up to limit queued items of an endpoint with seq > after.
 func (s *Store) QueueAfter(ctx context.Context, endpoint jid.JID, after int64, limit int) ([]QueueItem, error) {
 	rows, err := s.db.Query(ctx, `
-		SELECT seq, class, stanza_id, from_jid, participant, frame, created_at FROM metasim_queue
+		SELECT seq, class, stanza_id, stanza_type, from_jid, participant, frame, created_at FROM metasim_queue
 		WHERE network=$1 AND endpoint=$2 AND seq>$3 ORDER BY seq LIMIT $4`,
 		s.network, endpoint.String(), after, limit)
 	if err != nil {
@@ -63,7 +66,7 @@ func (s *Store) QueueAfter(ctx context.Context, endpoint jid.JID, after int64, l
 	for rows.Next() {
 		var it QueueItem
 		var created int64
-		if err := rows.Scan(&it.Seq, &it.Class, &it.ID, &it.From, &it.Participant, &it.Frame, &created); err != nil {
+		if err := rows.Scan(&it.Seq, &it.Class, &it.ID, &it.Type, &it.From, &it.Participant, &it.Frame, &created); err != nil {
 			return nil, fmt.Errorf("failed to read queue: %w", err)
 		}
 		it.CreatedAt = fromMS(created)
@@ -86,25 +89,47 @@ func (s *Store) QueueStats(ctx context.Context, endpoint jid.JID) (count int, ma
 	return count, maxSeq, nil
 }
 
-// Ack removes the queued stanzas an ack names. from and participant narrow the match
-// when not empty. It returns how many were removed.
-func (s *Store) Ack(ctx context.Context, endpoint jid.JID, class, id, from, participant string) (int64, error) {
-	query := `DELETE FROM metasim_queue WHERE network=$1 AND endpoint=$2 AND class=$3 AND stanza_id=$4`
-	args := []any{s.network, endpoint.String(), class, id}
-	if from != "" {
-		args = append(args, from)
-		query += fmt.Sprintf(" AND from_jid=$%d", len(args))
+// AckFilter names the queued stanza an ack acknowledges. From, Participant and Type
+// narrow the match when set; HasType says whether the ack carried a type at all.
+type AckFilter struct {
+	Class, ID, From, Participant, Type string
+	HasType                            bool
+}
+
+// Ack removes the one queued stanza an ack acknowledges: the oldest that matches.
+// Without a type, one without a type (a delivery receipt, a message) is preferred.
+// It reports whether one was removed.
+func (s *Store) Ack(ctx context.Context, endpoint jid.JID, f AckFilter) (bool, error) {
+	query := `SELECT seq FROM metasim_queue WHERE network=$1 AND endpoint=$2 AND class=$3 AND stanza_id=$4`
+	args := []any{s.network, endpoint.String(), f.Class, f.ID}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		query += fmt.Sprintf(" AND %s=$%d", cond, len(args))
 	}
-	if participant != "" {
-		args = append(args, participant)
-		query += fmt.Sprintf(" AND participant=$%d", len(args))
+	if f.From != "" {
+		add("from_jid", f.From)
 	}
-	res, err := s.db.Exec(ctx, query, args...)
-	if err != nil {
-		return 0, fmt.Errorf("failed to ack: %w", err)
+	if f.Participant != "" {
+		add("participant", f.Participant)
 	}
-	n, _ := res.RowsAffected()
-	return n, nil
+	if f.HasType {
+		add("stanza_type", f.Type)
+		query += " ORDER BY seq"
+	} else {
+		query += " ORDER BY CASE WHEN stanza_type='' THEN 0 ELSE 1 END, seq"
+	}
+	query += " LIMIT 1"
+	var seq int64
+	err := s.db.QueryRow(ctx, query, args...).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("failed to find acked stanza: %w", err)
+	}
+	if _, err = s.db.Exec(ctx, `DELETE FROM metasim_queue WHERE seq=$1`, seq); err != nil {
+		return false, fmt.Errorf("failed to ack: %w", err)
+	}
+	return true, nil
 }
 
 // PruneQueues drops queued stanzas created before before, in every endpoint's queue.

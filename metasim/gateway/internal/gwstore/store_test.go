@@ -183,12 +183,12 @@ func TestStore_Queue(t *testing.T) {
 		if len(items) != 3 || items[0].ID != "b" || items[2].ID != "d" {
 			t.Fatalf("queue %+v, want b c d", items)
 		}
-		n, err := s.Ack(ctx, ep, "message", "d", "x@s.whatsapp.net", "")
+		ok, err := s.Ack(ctx, ep, AckFilter{Class: "message", ID: "d", From: "x@s.whatsapp.net"})
 		must(t, err)
-		if n != 1 {
-			t.Fatalf("acked %d", n)
+		if !ok {
+			t.Fatal("ack removed nothing")
 		}
-		if n, _ = s.Ack(ctx, ep, "message", "b", "other@s.whatsapp.net", ""); n != 0 {
+		if ok, _ = s.Ack(ctx, ep, AckFilter{Class: "message", ID: "b", From: "other@s.whatsapp.net"}); ok {
 			t.Fatal("ack from the wrong sender removed a stanza")
 		}
 		seq, err := s.Enqueue(ctx, ep, QueueItem{Class: "receipt", ID: "e", Frame: []byte("e"), CreatedAt: t0.Add(5 * time.Hour)}, 3)
@@ -203,6 +203,23 @@ func TestStore_Queue(t *testing.T) {
 		}
 		if items, _ = s.QueueAfter(ctx, ep, seqs[1], 10); len(items) != 2 || items[0].ID != "c" {
 			t.Fatalf("after %d: %+v", seqs[1], items)
+		}
+		// A delivered and a read receipt for one message differ only by type: each ack
+		// removes its own.
+		for _, typ := range []string{"", "read"} {
+			_, err = s.Enqueue(ctx, ep, QueueItem{Class: "receipt", ID: "r", Type: typ, From: "x@s.whatsapp.net",
+				Frame: []byte(typ), CreatedAt: t0.Add(6 * time.Hour)}, 0)
+			must(t, err)
+		}
+		ok, err = s.Ack(ctx, ep, AckFilter{Class: "receipt", ID: "r", From: "x@s.whatsapp.net", Type: "read", HasType: true})
+		must(t, err)
+		rest, err := s.QueueAfter(ctx, ep, seq, 10)
+		must(t, err)
+		if !ok || len(rest) != 1 || rest[0].Type != "" {
+			t.Fatalf("after acking the read receipt: %+v", rest)
+		}
+		if ok, _ = s.Ack(ctx, ep, AckFilter{Class: "receipt", ID: "r", From: "x@s.whatsapp.net"}); !ok {
+			t.Fatal("untyped ack did not remove the delivery receipt")
 		}
 		pruned, err := s.PruneQueues(ctx, t0.Add(3*time.Hour))
 		must(t, err)

@@ -171,6 +171,9 @@ CREATE TABLE metasim_queue (
 	endpoint    TEXT   NOT NULL,
 	class       TEXT   NOT NULL,
 	stanza_id   TEXT   NOT NULL,
+	-- the receipt or notification type: a delivered and a read receipt for one
+	-- message share class, id and from, and the client's ack echoes the type
+	stanza_type TEXT   NOT NULL,
 	from_jid    TEXT   NOT NULL,
 	participant TEXT   NOT NULL,
 	frame       bytea  NOT NULL,
