@@ -346,3 +346,35 @@ func sortJIDs(js []jid.JID) {
 		return 0
 	})
 }
+
+// Group is a group as the gateway holds it.
+type Group struct {
+	JID         jid.JID
+	Creator     jid.JID
+	Subject     string
+	Description string
+	CreatedAt   time.Time
+	Members     []jid.JID
+	Admins      []jid.JID // admins and the superadmin creator
+}
+
+// Group returns a group.
+func (g *Gateway) Group(ctx context.Context, group jid.JID) (*Group, error) {
+	gr, err := g.st.GetGroup(ctx, group)
+	if errors.Is(err, gwstore.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownGroup, group)
+	} else if err != nil {
+		return nil, err
+	}
+	out := &Group{JID: gr.JID, Creator: gr.Creator, Subject: gr.Subject, Description: gr.Description, CreatedAt: gr.CreatedAt}
+	for _, m := range gr.Members {
+		out.Members = append(out.Members, m.User)
+		if m.IsAdmin() {
+			out.Admins = append(out.Admins, m.User)
+		}
+	}
+	return out, nil
+}
+
+// Groups lists every group's JID, oldest first.
+func (g *Gateway) Groups(ctx context.Context) ([]jid.JID, error) { return g.st.ListGroups(ctx) }

@@ -163,6 +163,7 @@ func (l *Limits) withDefaults() {
 var (
 	ErrUnknownUser   = errors.New("no such user")
 	ErrUnknownDevice = errors.New("no such device")
+	ErrUnknownGroup  = errors.New("no such group")
 	ErrUserExists    = errors.New("user already exists")
 	ErrWrongServer   = errors.New("jid is not on this gateway's server")
 	ErrPrimaryDevice = errors.New("device 0 is the user's phone and cannot be removed")

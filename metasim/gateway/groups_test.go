@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"testing"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
@@ -168,6 +170,15 @@ func TestSection6_Groups(t *testing.T) {
 	}
 	if code := iqCode(t, a.iq(groupIQ("get", "120363999999999999@g.us", stanza.Node{Tag: "query"}))); code != 404 {
 		t.Fatalf("info of an unknown group: %d", code)
+	}
+	// The control API's view agrees.
+	view, err := e.g().Group(ctx, group)
+	mustNoErr(t, err)
+	if !slices.Equal(view.Members, []jid.JID{a.jid, m1}) || !slices.Equal(view.Admins, []jid.JID{a.jid, m1}) || view.Subject != "New" {
+		t.Fatalf("group view %+v", view)
+	}
+	if _, err := e.g().Group(ctx, jid.New("1", jid.ServerGroup)); !errors.Is(err, ErrUnknownGroup) {
+		t.Fatalf("unknown group: %v", err)
 	}
 }
 

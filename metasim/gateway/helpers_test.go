@@ -146,7 +146,7 @@ func (p *provider) setToken(account jid.JID, token string) {
 
 // env is one gateway under test with its provider, on SQLite unless told otherwise.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	db   *dbutil.Database
 	cfg  Config
 	gw   atomic.Pointer[Gateway]
@@ -156,11 +156,11 @@ type env struct {
 	clk  *clock
 }
 
-func newEnv(t *testing.T, opts ...func(*Config)) *env {
+func newEnv(t testing.TB, opts ...func(*Config)) *env {
 	return newEnvOn(t, sqltest.SQLite(t), opts...)
 }
 
-func newEnvOn(t *testing.T, db *dbutil.Database, opts ...func(*Config)) *env {
+func newEnvOn(t testing.TB, db *dbutil.Database, opts ...func(*Config)) *env {
 	t.Helper()
 	clk := &clock{now: time.Unix(time.Now().Unix(), 0)}
 	e := &env{t: t, db: db, clk: clk, prov: newProvider(t, clk)}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/stanza"
@@ -96,7 +97,7 @@ func (s *session) handleMediaConn(_ context.Context, n stanza.Node) ([]stanza.No
 		return nil, &iqError{code: 503, text: "media hosts unavailable"}
 	}
 	auth, ttl, hosts := s.g.cfg.MediaConn(s.user())
-	if auth == "" || len(hosts) == 0 || ttl < 1e9 {
+	if auth == "" || len(hosts) == 0 || ttl < time.Second {
 		return nil, &iqError{code: 503, text: "media hosts unavailable"}
 	}
 	children := make([]stanza.Node, 0, len(hosts))

@@ -229,8 +229,9 @@ func (s *session) acceptDirectMessage(ctx context.Context, msg *sentMessage, now
 		return refuse(404)
 	}
 	if s.thirdParty && peer.IsInterop() {
-		// The gateway connects providers with Meta users, not providers with each other.
-		return &refusal{code: 403, reason: errcode.ReasonOptIn}
+		// The gateway connects providers with Meta users, not providers with each other
+		// (they meet only in groups).
+		return refuse(403)
 	}
 	if ok, err := s.g.reachable(ctx, s.user(), peer); err != nil {
 		return s.failed(err, "check opt-in")

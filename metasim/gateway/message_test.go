@@ -100,6 +100,7 @@ func TestSection3_3_Refusals(t *testing.T) {
 		{"not opted in", p.a, textTo("S14", stranger, stranger), "403", "not-opted-in"},
 		{"unknown account", p.m0,
 			textTo("S15", jid.Interop(2, "491708888888"), jid.Interop(2, "491708888888")), "404", ""},
+		{"account to account", p.a, textTo("S19", noKeys.jid, noKeys.jid), "403", ""},
 		{"stale phash", p.a, textTo("S16", p.m, p.m0.jid), "409", ""},
 		{"phash of a removed device", p.a, textTo("S17", p.m, append(p.mDevices(), p.m.WithDevice(7))...), "409", ""},
 		{"no keys uploaded", noKeys, textTo("S18", p.m, p.mDevices()...), "412", ""},
