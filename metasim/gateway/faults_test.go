@@ -40,7 +40,7 @@ func TestAppendix_Faults(t *testing.T) {
 			p.e.g().Faults().DelayStanzas(p.a.jid, 0)
 			start = time.Now()
 			p.a.iq(pingIQ())
-			if d := time.Since(start); d > 300*time.Millisecond {
+			if d := time.Since(start); d >= 400*time.Millisecond {
 				t.Fatalf("delay not lifted: %s", d)
 			}
 		}},

@@ -186,23 +186,30 @@ func (s *session) handleSpam(ctx context.Context, n stanza.Node) ([]stanza.Node,
 		reports = append(reports, report{sender.ToUser(), m.Attr("id")})
 	}
 	for _, r := range reports {
-		known, err := s.g.st.KnownUser(ctx, r.sender)
-		if err != nil {
-			return nil, s.logFailure(err, "check reported user")
-		} else if !known {
-			continue
-		}
-		count, err := s.g.st.AddReport(ctx, r.sender, s.user(), r.id, s.g.now())
-		if err != nil {
+		if err := s.g.Report(ctx, s.user(), r.sender, r.id); err != nil {
 			return nil, s.logFailure(err, "store report")
-		}
-		if count >= s.g.cfg.Limits.ReportsBeforeRestriction {
-			if err := s.g.restrictForSpam(ctx, r.sender); err != nil {
-				return nil, s.logFailure(err, "restrict")
-			}
 		}
 	}
 	return nil, nil
+}
+
+// Report records that reporter reported a message of reported as spam, as the spam iq
+// does (section 8). Reports of unknown users are ignored; reports from
+// Limits.ReportsBeforeRestriction distinct users restrict reported for
+// Limits.RestrictionLength.
+func (g *Gateway) Report(ctx context.Context, reporter, reported jid.JID, messageID string) error {
+	known, err := g.st.KnownUser(ctx, reported)
+	if err != nil || !known {
+		return err
+	}
+	count, err := g.st.AddReport(ctx, reported, reporter, messageID, g.now())
+	if err != nil {
+		return err
+	}
+	if count >= g.cfg.Limits.ReportsBeforeRestriction {
+		return g.restrictForSpam(ctx, reported)
+	}
+	return nil
 }
 
 // restrictForSpam restricts a user after enough reports and starts its count over.
