@@ -26,8 +26,8 @@ type endpointFaults struct {
 	noPings    bool
 }
 
-// Refusal is a forced refusal of a sent message.
-type Refusal struct {
+// forcedRefusal is a forced refusal of a sent message.
+type forcedRefusal struct {
 	Code   int
 	Reason string
 }
@@ -138,14 +138,14 @@ func (f *Faults) consumeReorder(endpoint jid.JID, n int) {
 	}
 }
 
-func (f *Faults) takeRefusal(endpoint jid.JID) (Refusal, bool) {
+func (f *Faults) takeRefusal(endpoint jid.JID) (forcedRefusal, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if ef := f.by[endpoint]; ef != nil && ef.refuse > 0 {
 		ef.refuse--
-		return Refusal{Code: ef.refuseCode, Reason: ef.refuseWhy}, true
+		return forcedRefusal{Code: ef.refuseCode, Reason: ef.refuseWhy}, true
 	}
-	return Refusal{}, false
+	return forcedRefusal{}, false
 }
 
 func (f *Faults) pingsStopped(endpoint jid.JID) bool {
