@@ -6,6 +6,7 @@ package jid
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -199,4 +200,14 @@ func (j *JID) UnmarshalText(b []byte) error {
 	}
 	*j = parsed
 	return nil
+}
+
+// Compare orders JIDs by their string form (the order phash and stable listings use).
+func Compare(a, b JID) int {
+	return strings.Compare(a.String(), b.String())
+}
+
+// Sort orders JIDs by their string form, in place.
+func Sort(js []JID) {
+	slices.SortFunc(js, Compare)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
@@ -334,18 +333,6 @@ func IsE164(s string) bool {
 	return true
 }
 
-func sortJIDs(js []jid.JID) {
-	slices.SortFunc(js, func(a, b jid.JID) int {
-		as, bs := a.String(), b.String()
-		switch {
-		case as < bs:
-			return -1
-		case as > bs:
-			return 1
-		}
-		return 0
-	})
-}
 
 // Group is a group as the gateway holds it.
 type Group struct {

@@ -288,7 +288,7 @@ func (g *Gateway) ConnectedEndpoints() []jid.JID {
 	for e := range g.sessions {
 		out = append(out, e)
 	}
-	sortJIDs(out)
+	jid.Sort(out)
 	return out
 }
 

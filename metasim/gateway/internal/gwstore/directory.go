@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
@@ -354,16 +353,3 @@ func (s *Store) KnownUser(ctx context.Context, user jid.JID) (bool, error) {
 	return ok, nil
 }
 
-// sortJIDs orders JIDs by their string form, for stable output.
-func sortJIDs(js []jid.JID) {
-	slices.SortFunc(js, func(a, b jid.JID) int {
-		as, bs := a.String(), b.String()
-		switch {
-		case as < bs:
-			return -1
-		case as > bs:
-			return 1
-		}
-		return 0
-	})
-}

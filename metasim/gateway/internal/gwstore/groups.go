@@ -181,6 +181,6 @@ func (s *Store) CoMembers(ctx context.Context, user jid.JID) ([]jid.JID, error) 
 	if err != nil {
 		return nil, fmt.Errorf("failed to list co-members: %w", err)
 	}
-	sortJIDs(out)
+	jid.Sort(out)
 	return out, nil
 }

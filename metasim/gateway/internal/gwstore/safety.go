@@ -148,7 +148,7 @@ func (s *Store) Contacts(ctx context.Context, user jid.JID) ([]jid.JID, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to list contacts: %w", err)
 	}
-	sortJIDs(out)
+	jid.Sort(out)
 	return out, nil
 }
 
