@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/gateway"
+	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/media"
 )
 
 // MemoryDatabase as Config.Database keeps everything in a throwaway database that
@@ -52,6 +53,10 @@ type MediaConfig struct {
 	// PublicHost is the host[:port] clients are told to download from (media_conn);
 	// empty means the address actually listened on.
 	PublicHost string `yaml:"public_host"`
+	// TokenTTL is how long a media_conn credential is valid; default 1h.
+	TokenTTL Duration `yaml:"token_ttl"`
+	// MaxBlobSize caps uploads and proxy fetches in bytes; default 100 MiB.
+	MaxBlobSize int64 `yaml:"max_blob_size"`
 }
 
 // NetworksConfig holds one gateway per network.
@@ -206,7 +211,8 @@ func DefaultConfig() Config {
 	return Config{
 		DataDir: "metasim-data",
 		Control: ControlConfig{Listen: "127.0.0.1:29340", Token: randomHex(32)},
-		Media:   MediaConfig{Listen: "127.0.0.1:29343"},
+		Media: MediaConfig{Listen: "127.0.0.1:29343", TokenTTL: Duration(media.DefaultTokenTTL),
+			MaxBlobSize: media.DefaultMaxBlobSize},
 		Networks: NetworksConfig{
 			WhatsApp:  network("127.0.0.1:29341"),
 			Messenger: network("127.0.0.1:29342"),
@@ -314,6 +320,9 @@ func (c *Config) Validate() error {
 		if err := checkListen(c.Media.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("media.listen: %w", err))
 		}
+	}
+	if c.Media.TokenTTL < 0 || c.Media.MaxBlobSize < 0 {
+		errs = append(errs, errors.New("media.token_ttl and media.max_blob_size must not be negative"))
 	}
 	enabled := 0
 	for _, name := range Networks() {

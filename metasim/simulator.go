@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waWa6"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/control"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/gateway"
+	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/media"
 )
 
 // certBackdate starts a certificate's validity a little in the past, so that a
@@ -32,6 +34,8 @@ type Simulator struct {
 	db  *openedDB
 
 	networks map[string]*network
+	media    *media.Host
+	proxy    *media.Proxy
 	control  *control.Server
 
 	mu        sync.Mutex
@@ -89,6 +93,9 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Simulator, error
 			_ = s.Close()
 		}
 	}()
+	if err := s.openMedia(ctx); err != nil {
+		return nil, err
+	}
 	for _, name := range Networks() {
 		ncfg := *cfg.Network(name)
 		if !ncfg.Enabled {
@@ -104,6 +111,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Simulator, error
 		Token:    cfg.Control.Token,
 		Gateways: s.gateways(),
 		Status:   s.status,
+		Media:    s.media,
 	}, log.With().Str("component", "control").Logger())
 	ok = true
 	return s, nil
@@ -151,10 +159,35 @@ func (s *Simulator) openNetwork(ctx context.Context, name string, ncfg NetworkCo
 	return &network{name: name, cfg: ncfg, keys: keys, gw: gw}, nil
 }
 
-// mediaConn answers media_conn until the media hosts are wired in: no hosts means
-// clients cannot download, which is what a simulator without media hosts can offer.
-func (s *Simulator) mediaConn(jid.JID) (string, time.Duration, []string) {
-	return "", 0, nil
+// openMedia opens Meta's media hosts and proxy. Blobs live in {data_dir}/media, or
+// in memory when there is no data dir.
+func (s *Simulator) openMedia(ctx context.Context) error {
+	hcfg := media.HostConfig{
+		DB:          s.db.db,
+		Scheme:      "http",
+		TokenTTL:    time.Duration(s.cfg.Media.TokenTTL),
+		MaxBlobSize: s.cfg.Media.MaxBlobSize,
+		Log:         s.log.With().Str("component", "media").Logger(),
+	}
+	if s.cfg.DataDir != "" && s.cfg.Database != MemoryDatabase {
+		hcfg.Dir = filepath.Join(s.cfg.DataDir, "media")
+	}
+	if s.cfg.Media.PublicHost != "" {
+		hcfg.Hosts = []string{s.cfg.Media.PublicHost}
+	}
+	host, err := media.NewHost(ctx, hcfg)
+	if err != nil {
+		return fmt.Errorf("failed to open the media hosts: %w", err)
+	}
+	s.media = host
+	s.proxy = media.NewProxy(media.ProxyConfig{MaxBlobSize: s.cfg.Media.MaxBlobSize})
+	return nil
+}
+
+// mediaConn is the gateways' media_conn hook. The host is opened before the
+// gateways, so it is always there.
+func (s *Simulator) mediaConn(account jid.JID) (string, time.Duration, []string) {
+	return s.media.MediaConn(account)
 }
 
 func (s *Simulator) gateways() map[string]*gateway.Gateway {
@@ -203,6 +236,13 @@ func (s *Simulator) Start(ctx context.Context) error {
 		s.stopListeners()
 		return err
 	}
+	if s.addrs.Media, err = listen("media hosts", s.cfg.Media.Listen, s.media); err != nil {
+		s.stopListeners()
+		return err
+	}
+	if s.cfg.Media.PublicHost == "" {
+		s.media.SetHosts([]string{s.addrs.Media})
+	}
 	for _, name := range Networks() {
 		n := s.networks[name]
 		if n == nil {
@@ -215,7 +255,7 @@ func (s *Simulator) Start(ctx context.Context) error {
 		}
 		s.addrs.Gateways[name] = addr
 	}
-	s.log.Info().Str("control", s.addrs.Control).Any("gateways", s.addrs.Gateways).Msg("Simulator started")
+	s.log.Info().Str("control", s.addrs.Control).Str("media", s.addrs.Media).Any("gateways", s.addrs.Gateways).Msg("Simulator started")
 	return nil
 }
 

@@ -5,9 +5,6 @@ import "net/http"
 // userRoutes registers the endpoints backed by the simulated users.
 func (s *Server) userRoutes(func(string, func(http.ResponseWriter, *http.Request) error)) {}
 
-// mediaRoutes registers the media hosts' endpoints.
-func (s *Server) mediaRoutes(func(string, func(http.ResponseWriter, *http.Request) error)) {}
-
 // extraStatus maps errors of the simulated users and media hosts.
 func extraStatus(error) int { return 0 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/gateway"
+	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/media"
 )
 
 // DefaultMaxBody bounds a request body: a base64 media upload of a few MiB fits,
@@ -33,6 +34,8 @@ type Config struct {
 	Gateways map[string]*gateway.Gateway
 	// Status reports the simulator's addresses and keys for GET /v1/status.
 	Status func() Status
+	// Media is Meta's media hosts, for their faults.
+	Media *media.Host
 	// MaxBody bounds request bodies; 0 means DefaultMaxBody.
 	MaxBody int64
 }
@@ -98,8 +101,10 @@ func (s *Server) routes() {
 	h("POST /v1/faults", s.addFault)
 	h("DELETE /v1/faults", s.clearFaults)
 
+	h("POST /v1/media/faults", s.setMediaFault)
+	h("DELETE /v1/media/faults", s.clearMediaFaults)
+
 	s.userRoutes(h)
-	s.mediaRoutes(h)
 
 	s.mux.Handle("/", s.wrap(func(http.ResponseWriter, *http.Request) error {
 		return errNotFound("no such endpoint")
