@@ -5,8 +5,11 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/memstore"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/control"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/gateway"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simtest"
@@ -296,4 +299,54 @@ func TestAccountsAndGroupsEmpty(t *testing.T) {
 			t.Errorf("GET %s = %d %+v, want %d", path, code, e, want)
 		}
 	}
+}
+
+// TestAccountsWithLiveClient logs a raw third-party client in and inspects and breaks
+// its connection through the API.
+func TestAccountsWithLiveClient(t *testing.T) {
+	env := simtest.Start(t)
+	tp := env.StartThirdParty(t, simtest.ThirdPartyOptions{Number: "491701234567", Store: memStore(t, "491701234567")})
+
+	var a control.AccountView
+	env.MustCall(t, 200, "GET", "/v1/accounts/"+tp.JID.String(), nil, &a)
+	if a.JID != tp.JID || !a.Connected || !a.HasKeys || a.Integrator != simtest.IntegratorID || a.Network != "whatsapp" {
+		t.Fatalf("account = %+v", a)
+	}
+	var conns struct{ Connections []control.ConnectionView }
+	env.MustCall(t, 200, "GET", "/v1/connections", nil, &conns)
+	if len(conns.Connections) != 1 || conns.Connections[0].Endpoint != tp.JID || !conns.Connections[0].ThirdParty {
+		t.Fatalf("connections = %+v", conns.Connections)
+	}
+	// The account is on WhatsApp only.
+	var e apiErr
+	if code := env.Call(t, "GET", "/v1/accounts/"+tp.JID.String()+"?network=messenger", nil, &e); code != 404 {
+		t.Errorf("account on messenger = %d", code)
+	}
+
+	var out map[string]any
+	env.MustCall(t, 200, "POST", "/v1/faults", map[string]any{"endpoint": tp.JID.String(), "kind": "drop"}, &out)
+	if out["dropped"] != true {
+		t.Fatalf("drop answer = %v", out)
+	}
+	// The client notices and comes back by itself.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		env.MustCall(t, 200, "GET", "/v1/accounts/"+tp.JID.String(), nil, &a)
+		if tp.Connects() == 2 && a.Connected {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("account did not reconnect after the drop: %+v", a)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func memStore(t *testing.T, number string) store.Store {
+	t.Helper()
+	acc, err := memstore.NewAccount(jid.Interop(simtest.IntegratorID, number))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return memstore.New(acc)
 }
