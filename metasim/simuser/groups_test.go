@@ -13,7 +13,9 @@ import (
 
 // isGroupChange matches a group notification of an action by actor.
 func isGroupChange(action string, actor jid.JID) func(Item) bool {
-	return func(it Item) bool { return it.Data.Group != nil && it.Data.Group.Action == action && it.Sender == actor }
+	return func(it Item) bool {
+		return it.Data.Group != nil && it.Data.Group.Action == action && it.Sender == actor
+	}
 }
 
 var groupKind = []Kind{KindGroup}
