@@ -70,6 +70,9 @@ func TestSection4_ContentExchange(t *testing.T) {
 		}
 		e.wait(bob, Filter{ID: reply.ID, Kinds: receiptKind}, "delivery receipt from "+dev.String(), isReceipt("delivered", dev))
 	}
+	if r, err := e.mgr.Receipts(ctxLong(t), bob, reply.ID); err != nil || len(r) != 1 || len(r["delivered"]) != 2 {
+		t.Fatalf("Receipts of the reply: %v %v", r, err)
+	}
 
 	edit := e.send(alice, bob, Content{Kind: ContentEdit, Text: "edited *text*", Target: &Ref{ID: first.ID}})
 	if it := e.waitMsg(bob, edit.ID); it.Kind != KindEdit || it.Data.Text != "edited *text*" ||

@@ -159,6 +159,9 @@ type Filter struct {
 	Limit  int    // at most this many, oldest first; default 1000
 }
 
+// maxPage is the most items one Inbox call returns.
+const maxPage = 1000
+
 // inbox is the metasim_inbox table, with a broadcast of every change for waiters.
 type inbox struct {
 	db  *dbutil.Database
@@ -269,8 +272,8 @@ func (in *inbox) list(ctx context.Context, user jid.JID, f Filter) ([]Item, erro
 		sb.WriteString(" AND kind IN (" + strings.Join(marks, ", ") + ")")
 	}
 	limit := f.Limit
-	if limit <= 0 || limit > 1000 {
-		limit = 1000
+	if limit <= 0 || limit > maxPage {
+		limit = maxPage
 	}
 	sb.WriteString(" ORDER BY seq LIMIT " + arg(limit))
 	rows, err := in.db.Query(ctx, sb.String(), args...)

@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"go.mau.fi/util/dbutil"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/errcode"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/signal"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore/sqltest"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waE2E"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/gateway"
 )
 
@@ -68,6 +70,30 @@ func TestSection8_BlockReportAndRefusals(t *testing.T) {
 	}
 	if _, err := e.mgr.Send(ctx, jid.New("491709999999", jid.ServerGateway), bob, Content{Kind: ContentText, Text: "x"}); !errors.Is(err, ErrUnknownDevice) {
 		t.Fatalf("send from an unknown device: %v", err)
+	}
+}
+
+// TestSection3_UndecryptableRecorded has a third party send a ciphertext nobody can
+// decrypt: the device records the failure (and sends a retry receipt, through its
+// Account) instead of dropping it silently.
+func TestSection3_UndecryptableRecorded(t *testing.T) {
+	e := newEnv(t)
+	alice := e.user("491701111111", 1)
+	tp := e.thirdParty("491709999999")
+	out := interop.OutgoingMessage{ID: interop.NewID(), To: alice.String(), Content: interop.ContentAttrs{Type: interop.MessageTypeText},
+		PHash: signal.ParticipantHash([]jid.JID{alice}),
+		Parts: []signal.EncryptedPart{{Device: alice, Type: signal.TypeMessage, Ciphertext: []byte("not a Signal message")}}}
+	if _, err := tp.acc.Client().SendMessage(ctxLong(t), out.Node()); err != nil {
+		t.Fatalf("the gateway refused the message: %v", err)
+	}
+	it := e.waitMsg(alice, out.ID)
+	if it.Kind != KindError || it.Data.Error == "" || it.Sender != tp.jid || it.Chat != tp.jid {
+		t.Fatalf("undecryptable message recorded as %+v", it)
+	}
+	// A real message still gets through afterwards.
+	id := tp.send(t, alice, &waE2E.Message{Conversation: proto.String("readable")})
+	if it := e.waitMsg(alice, id); it.Kind != KindText || it.Data.Text != "readable" {
+		t.Fatalf("then alice got %+v", it)
 	}
 }
 
@@ -211,6 +237,12 @@ func TestInboxFilters(t *testing.T) {
 		if err != nil || len(got) != c.want {
 			t.Fatalf("Inbox(%+v) = %d items (%v), want %d", c.f, len(got), err, c.want)
 		}
+	}
+	// Scanning in pages of one still finds a later item.
+	paged, cancelPaged := context.WithTimeout(ctx, waitShort)
+	defer cancelPaged()
+	if it, err := e.mgr.WaitFor(paged, bob, Filter{Kinds: messageKinds, Limit: 1}, func(it Item) bool { return it.ID == b.ID }); err != nil || it.Seq != all[1].Seq {
+		t.Fatalf("paged WaitFor: %+v %v", it, err)
 	}
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()

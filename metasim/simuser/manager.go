@@ -312,30 +312,72 @@ func (m *Manager) ClearInbox(ctx context.Context, user jid.JID) error {
 
 // WaitFor blocks until an item of user matching f (and match, when not nil) is in
 // the inbox, or ctx ends. A media item matches only once its fetch ended, so a
-// waiter sees the verified result.
+// waiter sees the verified result. f.Limit is the page size of the scans.
 func (m *Manager) WaitFor(ctx context.Context, user jid.JID, f Filter, match func(Item) bool) (Item, error) {
+	pageSize := f.Limit
+	if pageSize <= 0 || pageSize > maxPage {
+		pageSize = maxPage
+	}
 	for {
 		changed := m.inbox.changes()
-		items, err := m.inbox.list(ctx, user, f)
-		if err != nil {
-			return Item{}, err
-		}
-		for _, it := range items {
-			if it.Data.Media != nil && it.Data.Media.Status == MediaPending {
-				continue
+		// Scan everything after f.After; the next round starts at the first item whose
+		// media was still pending, or after the last item seen.
+		next, pendingFrom := f.After, int64(-1)
+		for page := f; ; {
+			items, err := m.inbox.list(ctx, user, page)
+			if err != nil {
+				return Item{}, err
 			}
-			if match == nil || match(it) {
-				return it, nil
+			for _, it := range items {
+				if it.Data.Media != nil && it.Data.Media.Status == MediaPending {
+					if pendingFrom < 0 {
+						pendingFrom = it.Seq - 1
+					}
+					continue
+				}
+				if match == nil || match(it) {
+					return it, nil
+				}
 			}
+			if len(items) > 0 {
+				next = items[len(items)-1].Seq
+			}
+			if len(items) < pageSize {
+				break
+			}
+			page.After = next
 		}
-		if len(items) > 0 && f.Limit > 0 && len(items) == f.Limit {
-			f.After = items[len(items)-1].Seq
+		f.After = next
+		if pendingFrom >= 0 {
+			f.After = pendingFrom
 		}
 		select {
 		case <-ctx.Done():
 			return Item{}, ctx.Err()
 		case <-changed:
 		}
+	}
+}
+
+// Receipts sums up the receipts user got for one of its messages: for each type
+// (delivered, read, played) the devices that sent one, in the order they came.
+func (m *Manager) Receipts(ctx context.Context, user jid.JID, id string) (map[string][]jid.JID, error) {
+	out := map[string][]jid.JID{}
+	f := Filter{ID: id, Kinds: []Kind{KindReceipt}}
+	for {
+		items, err := m.inbox.list(ctx, user, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			if !slices.Contains(out[it.Data.Receipt], it.Sender) {
+				out[it.Data.Receipt] = append(out[it.Data.Receipt], it.Sender)
+			}
+		}
+		if len(items) < maxPage {
+			return out, nil
+		}
+		f.After = items[len(items)-1].Seq
 	}
 }
 
