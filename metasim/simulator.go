@@ -16,10 +16,12 @@ import (
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/socket"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waWa6"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/control"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/gateway"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/media"
+	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simuser"
 )
 
 // certBackdate starts a certificate's validity a little in the past, so that a
@@ -34,6 +36,7 @@ type Simulator struct {
 	db  *openedDB
 
 	networks map[string]*network
+	signal   *sqlstore.Container
 	media    *media.Host
 	proxy    *media.Proxy
 	control  *control.Server
@@ -51,6 +54,8 @@ type network struct {
 	cfg  NetworkConfig
 	keys networkKeys
 	gw   *gateway.Gateway
+	// users are the network's simulated Meta users.
+	users *simuser.Manager
 }
 
 // listener is one HTTP server on its socket.
@@ -96,6 +101,9 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Simulator, error
 	if err := s.openMedia(ctx); err != nil {
 		return nil, err
 	}
+	// One container for every simulated device of both networks: it caches sessions
+	// per account, and the devices' inbox rows join its transactions.
+	s.signal = sqlstore.New(s.db.db, log.With().Str("component", "simuser_store").Logger())
 	for _, name := range Networks() {
 		ncfg := *cfg.Network(name)
 		if !ncfg.Enabled {
@@ -110,6 +118,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Simulator, error
 	s.control = control.New(control.Config{
 		Token:    cfg.Control.Token,
 		Gateways: s.gateways(),
+		Users:    s.managers(),
 		Status:   s.status,
 		Media:    s.media,
 	}, log.With().Str("component", "control").Logger())
@@ -156,7 +165,23 @@ func (s *Simulator) openNetwork(ctx context.Context, name string, ncfg NetworkCo
 	if err != nil {
 		return nil, err
 	}
-	return &network{name: name, cfg: ncfg, keys: keys, gw: gw}, nil
+	n := &network{name: name, cfg: ncfg, keys: keys, gw: gw}
+	ucfg := simuser.Config{
+		Gateway: gw,
+		Media:   s.media,
+		Proxy:   s.proxy,
+		Stores:  simuser.SQLStores(s.signal),
+		DB:      s.db.db,
+		Log:     s.log.With().Str("component", "simuser").Str("network", name).Logger(),
+	}
+	if s.cfg.DataDir != "" && s.cfg.Database != MemoryDatabase {
+		ucfg.MediaDir = filepath.Join(s.cfg.DataDir, "received-media", name)
+	}
+	if n.users, err = simuser.New(ctx, ucfg); err != nil {
+		_ = gw.Close()
+		return nil, fmt.Errorf("failed to set up the simulated users: %w", err)
+	}
+	return n, nil
 }
 
 // openMedia opens Meta's media hosts and proxy. Blobs live in {data_dir}/media, or
@@ -188,6 +213,14 @@ func (s *Simulator) openMedia(ctx context.Context) error {
 // gateways, so it is always there.
 func (s *Simulator) mediaConn(account jid.JID) (string, time.Duration, []string) {
 	return s.media.MediaConn(account)
+}
+
+func (s *Simulator) managers() map[string]*simuser.Manager {
+	out := make(map[string]*simuser.Manager, len(s.networks))
+	for name, n := range s.networks {
+		out[name] = n.users
+	}
+	return out
 }
 
 func (s *Simulator) gateways() map[string]*gateway.Gateway {
@@ -255,7 +288,25 @@ func (s *Simulator) Start(ctx context.Context) error {
 		}
 		s.addrs.Gateways[name] = addr
 	}
+	// The simulated devices that exist from an earlier run connect again, with the
+	// sessions their stores kept.
+	for _, name := range Networks() {
+		if n := s.networks[name]; n != nil {
+			if err := n.users.Start(ctx); err != nil {
+				s.stopListeners()
+				return fmt.Errorf("failed to reconnect the simulated %s users: %w", name, err)
+			}
+		}
+	}
 	s.log.Info().Str("control", s.addrs.Control).Str("media", s.addrs.Media).Any("gateways", s.addrs.Gateways).Msg("Simulator started")
+	return nil
+}
+
+// Users returns a network's simulated users, nil when the network is off.
+func (s *Simulator) Users(network string) *simuser.Manager {
+	if n := s.networks[network]; n != nil {
+		return n.users
+	}
 	return nil
 }
 
@@ -356,11 +407,17 @@ func (s *Simulator) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.control != nil {
+		s.control.Close()
+	}
 	s.stopListeners()
 	s.mu.Unlock()
 	var errs []error
 	for _, name := range Networks() {
 		if n := s.networks[name]; n != nil {
+			if err := n.users.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("failed to stop the simulated %s users: %w", name, err))
+			}
 			if err := n.gw.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("failed to close the %s gateway: %w", name, err))
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/gateway"
+	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simuser"
 )
 
 // UserView is a Meta user as the control API shows it.
@@ -23,6 +24,8 @@ type UserView struct {
 	OptIn            []uint16         `json:"opt_in"`
 	Restricted       *RestrictionView `json:"restricted,omitempty"`
 	CreatedAt        time.Time        `json:"created_at"`
+	// DeviceStatus is the simulated devices' state (connected, keys uploaded).
+	DeviceStatus []simuser.DeviceStatus `json:"device_status"`
 }
 
 // RestrictionView is a sending ban.
@@ -38,7 +41,7 @@ func restrictionView(r *gateway.Restriction) *RestrictionView {
 	return &RestrictionView{Reason: r.Reason, Until: r.Until}
 }
 
-func userView(gw *gateway.Gateway, u *gateway.User) UserView {
+func (s *Server) userView(gw *gateway.Gateway, u *gateway.User) UserView {
 	v := UserView{
 		JID: u.JID, Network: gw.Network(), Name: u.Options.Name, Phone: u.Options.Phone,
 		ReadReceipts: u.Options.ReadReceipts, EEA: u.Options.EEA,
@@ -49,6 +52,10 @@ func userView(gw *gateway.Gateway, u *gateway.User) UserView {
 		if gw.IsConnected(d) {
 			v.ConnectedDevices = append(v.ConnectedDevices, d)
 		}
+	}
+	v.DeviceStatus = []simuser.DeviceStatus{}
+	if m := s.cfg.Users[gw.Network()]; m != nil {
+		v.DeviceStatus = nonNil(m.Devices(u.JID))
 	}
 	return v
 }
@@ -94,7 +101,7 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		for i := range users {
-			out = append(out, userView(gw, &users[i]))
+			out = append(out, s.userView(gw, &users[i]))
 		}
 	}
 	if network != "" && s.cfg.Gateways[network] == nil {
@@ -108,21 +115,22 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return ok(w, userView(gw, u))
+	return ok(w, s.userView(gw, u))
 }
 
 // reloadUser answers with the user's state after a change.
-func reloadUser(ctx context.Context, w http.ResponseWriter, gw *gateway.Gateway, user jid.JID) error {
+func (s *Server) reloadUser(ctx context.Context, w http.ResponseWriter, gw *gateway.Gateway, user jid.JID) error {
 	u, err := gw.User(ctx, user)
 	if err != nil {
 		return err
 	}
-	return ok(w, userView(gw, u))
+	return ok(w, s.userView(gw, u))
 }
 
 type patchUserRequest struct {
 	Name         *string `json:"name"`
 	ReadReceipts *bool   `json:"read_receipts"`
+	AutoRead     *bool   `json:"auto_read"`
 	EEA          *bool   `json:"eea"`
 	Phone        *string `json:"phone"`
 }
@@ -155,7 +163,16 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) error {
 	if err := gw.SetUserOptions(r.Context(), u.JID, opts); err != nil {
 		return err
 	}
-	return reloadUser(r.Context(), w, gw, u.JID)
+	if req.AutoRead != nil {
+		m := s.cfg.Users[gw.Network()]
+		if m == nil {
+			return &apiError{Status: http.StatusServiceUnavailable, Message: "no simulated users on " + gw.Network()}
+		}
+		if err := m.SetAutoRead(r.Context(), u.JID, *req.AutoRead); err != nil {
+			return err
+		}
+	}
+	return s.reloadUser(r.Context(), w, gw, u.JID)
 }
 
 type optInRequest struct {
@@ -196,7 +213,7 @@ func (s *Server) setOptIn(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	return reloadUser(r.Context(), w, gw, u.JID)
+	return s.reloadUser(r.Context(), w, gw, u.JID)
 }
 
 type restrictRequest struct {

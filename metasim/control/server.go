@@ -20,6 +20,7 @@ import (
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/gateway"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/media"
+	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simuser"
 )
 
 // DefaultMaxBody bounds a request body: a base64 media upload of a few MiB fits,
@@ -34,6 +35,8 @@ type Config struct {
 	Gateways map[string]*gateway.Gateway
 	// Status reports the simulator's addresses and keys for GET /v1/status.
 	Status func() Status
+	// Users are the simulated Meta users, by network name.
+	Users map[string]*simuser.Manager
 	// Media is Meta's media hosts, for their faults.
 	Media *media.Host
 	// MaxBody bounds request bodies; 0 means DefaultMaxBody.

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	isignal "github.com/matrix-meta-interop/matrix-meta-interop/interop/signal"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim"
 )
 
@@ -80,6 +81,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "metasim: %v\n", err)
 		return 1
 	}
+
+	// libsignal logs to stdout by default, which would mix with the summary below.
+	isignal.RouteLibraryLogs(log.With().Str("component", "libsignal").Logger())
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
