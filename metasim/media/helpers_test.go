@@ -72,7 +72,7 @@ type testHost struct {
 	clk *clock
 }
 
-func newTestHost(t *testing.T, cfg HostConfig) *testHost {
+func newTestHost(t testing.TB, cfg HostConfig) *testHost {
 	t.Helper()
 	clk := newClock()
 	if cfg.Now == nil {

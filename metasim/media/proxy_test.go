@@ -28,7 +28,7 @@ type provider struct {
 	streamed atomic.Int64
 }
 
-func newProvider(t *testing.T) *provider {
+func newProvider(t testing.TB) *provider {
 	p := &provider{secret: []byte("0123456789abcdef0123456789abcdef"), blobs: map[string][]byte{}}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.hits.Add(1)

@@ -52,7 +52,7 @@ type provider struct {
 	blobs  map[string][]byte
 }
 
-func newProvider(t *testing.T) *provider {
+func newProvider(t testing.TB) *provider {
 	p := &provider{secret: []byte("0123456789abcdef0123456789abcdef"), blobs: map[string][]byte{}}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
@@ -90,7 +90,7 @@ func (p *provider) host(path string, blob []byte) string {
 
 // env is a gateway with media hosts, proxy and simulated users over one database.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	db       *dbutil.Database
 	gwCfg    gateway.Config
 	gw       *gateway.Gateway
@@ -104,10 +104,10 @@ type env struct {
 	memory   bool
 }
 
-func newEnv(t *testing.T) *env { return newEnvOn(t, sqltest.SQLite(t), false) }
+func newEnv(t testing.TB) *env { return newEnvOn(t, sqltest.SQLite(t), false) }
 
 // newEnvOn sets up everything on db; memory keeps the Signal state in memory.
-func newEnvOn(t *testing.T, db *dbutil.Database, memory bool) *env {
+func newEnvOn(t testing.TB, db *dbutil.Database, memory bool) *env {
 	t.Helper()
 	e := &env{t: t, db: db, prov: newProvider(t), mediaDir: t.TempDir(), memory: memory}
 	rootPub, rootPriv, err := ed25519.GenerateKey(rand.Reader)
