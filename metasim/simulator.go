@@ -32,8 +32,11 @@ const certBackdate = time.Hour
 // hosts, the simulated users and the control API.
 type Simulator struct {
 	cfg Config
-	log zerolog.Logger
-	db  *openedDB
+	// base is the caller's logger, for the components (which name themselves); log is
+	// the simulator's own.
+	base zerolog.Logger
+	log  zerolog.Logger
+	db   *openedDB
 
 	networks map[string]*network
 	signal   *sqlstore.Container
@@ -79,15 +82,17 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Simulator, error
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid config: %w", err)
 	}
+	base := log
 	log = log.With().Str("component", "metasim").Logger()
-	ctx = log.WithContext(ctx)
+	// The components derive their loggers from ctx's, adding their own names.
+	ctx = base.WithContext(ctx)
 	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("failed to create the data dir: %w", err)
 		}
 	}
-	s := &Simulator{cfg: cfg, log: log, networks: make(map[string]*network)}
-	db, err := openDatabase(cfg, log)
+	s := &Simulator{cfg: cfg, base: base, log: log, networks: make(map[string]*network)}
+	db, err := openDatabase(cfg, base)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +108,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Simulator, error
 	}
 	// One container for every simulated device of both networks: it caches sessions
 	// per account, and the devices' inbox rows join its transactions.
-	s.signal = sqlstore.New(s.db.db, log.With().Str("component", "simuser_store").Logger())
+	s.signal = sqlstore.New(s.db.db, base.With().Str("component", "simuser_store").Logger())
 	for _, name := range Networks() {
 		ncfg := *cfg.Network(name)
 		if !ncfg.Enabled {
@@ -121,7 +126,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Simulator, error
 		Users:    s.managers(),
 		Status:   s.status,
 		Media:    s.media,
-	}, log.With().Str("component", "control").Logger())
+	}, base.With().Str("component", "control").Logger())
 	ok = true
 	return s, nil
 }
@@ -161,7 +166,7 @@ func (s *Simulator) openNetwork(ctx context.Context, name string, ncfg NetworkCo
 			CallbackSecret: []byte(in.CallbackSecret),
 		})
 	}
-	gw, err := gateway.New(ctx, gcfg, s.db.db, s.log)
+	gw, err := gateway.New(ctx, gcfg, s.db.db, s.base)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +177,7 @@ func (s *Simulator) openNetwork(ctx context.Context, name string, ncfg NetworkCo
 		Proxy:   s.proxy,
 		Stores:  simuser.SQLStores(s.signal),
 		DB:      s.db.db,
-		Log:     s.log.With().Str("component", "simuser").Str("network", name).Logger(),
+		Log:     s.base,
 	}
 	if s.cfg.DataDir != "" && s.cfg.Database != MemoryDatabase {
 		ucfg.MediaDir = filepath.Join(s.cfg.DataDir, "received-media", name)
@@ -192,7 +197,7 @@ func (s *Simulator) openMedia(ctx context.Context) error {
 		Scheme:      "http",
 		TokenTTL:    time.Duration(s.cfg.Media.TokenTTL),
 		MaxBlobSize: s.cfg.Media.MaxBlobSize,
-		Log:         s.log.With().Str("component", "media").Logger(),
+		Log:         s.base.With().Str("component", "media").Logger(),
 	}
 	if s.cfg.DataDir != "" && s.cfg.Database != MemoryDatabase {
 		hcfg.Dir = filepath.Join(s.cfg.DataDir, "media")

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/gateway"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simuser"
@@ -176,6 +177,9 @@ func (s *Server) addDevice(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := decodeOptional(r, &struct{}{}); err != nil {
+		return err
+	}
 	ctx, cancel := withTimeout(r)
 	defer cancel()
 	dev, err := m.AddDevice(ctx, u.JID)
@@ -266,8 +270,11 @@ func (s *Server) setBlock(w http.ResponseWriter, r *http.Request, block bool) er
 // extraStatus maps the simulated users' errors.
 func extraStatus(err error) int {
 	switch {
-	case errors.Is(err, simuser.ErrBadContent):
+	case errors.Is(err, simuser.ErrBadContent), errors.Is(err, interop.ErrNothingToSend):
 		return http.StatusBadRequest
+	case errors.Is(err, interop.ErrNoDevices):
+		// The gateway hides the devices of whom the sender may not reach (section 8).
+		return http.StatusForbidden
 	case errors.Is(err, simuser.ErrUnknownDevice):
 		return http.StatusNotFound
 	case errors.Is(err, simuser.ErrClosed), errors.Is(err, simuser.ErrNoMediaHost), errors.Is(err, simuser.ErrNotReady):

@@ -15,6 +15,7 @@ import (
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/socket"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/stanza"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waE2E"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waWa6"
@@ -27,6 +28,12 @@ type Received struct {
 	EncType string         // pkmsg, msg or skmsg
 }
 
+// Other is a receipt, chat state or notification a third-party account got.
+type Other struct {
+	Kind string // "receipt", "chatstate" or "notification"
+	Node stanza.Node
+}
+
 // ThirdParty is a raw third-party client built from the interop pieces (Account over
 // a real WebSocket+Noise connection with the gateway's chain checked against the
 // root key), standing in for a provider's user without the bridge.
@@ -35,6 +42,7 @@ type ThirdParty struct {
 	JID jid.JID
 
 	received chan Received
+	other    chan Other
 	ready    chan struct{}
 	once     sync.Once
 	connects atomic.Int32
@@ -91,7 +99,7 @@ func (e *Env) StartThirdParty(tb testing.TB, o ThirdPartyOptions) *ThirdParty {
 		}
 		return interop.SocketDialer(socket.DialOptions{URL: url, RootKey: root, Payload: payload})(ctx)
 	}
-	tp := &ThirdParty{JID: account, received: make(chan Received, 1000), ready: make(chan struct{}), done: make(chan struct{})}
+	tp := &ThirdParty{JID: account, received: make(chan Received, 1000), other: make(chan Other, 1000), ready: make(chan struct{}), done: make(chan struct{})}
 	tp.Acc, err = interop.NewAccount(interop.AccountConfig{
 		Client: interop.Config{Dial: dial, IQTimeout: 10 * time.Second,
 			Backoff: interop.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}},
@@ -135,9 +143,38 @@ func (tp *ThirdParty) handle(ctx context.Context, evt interop.Event) {
 			return nil
 		})
 	case *interop.IncomingReceipt:
+		tp.note("receipt", e.Node)
 		_ = tp.Acc.Client().Ack(ctx, e.Node)
 	case *interop.IncomingNotification:
+		tp.note("notification", e.Node)
 		_ = tp.Acc.Client().Ack(ctx, e.Node)
+	case *interop.IncomingChatState:
+		tp.note("chatstate", e.Node)
+	}
+}
+
+func (tp *ThirdParty) note(kind string, n stanza.Node) {
+	select {
+	case tp.other <- Other{Kind: kind, Node: n}:
+	default:
+	}
+}
+
+// NextOther waits for the next receipt, chat state or notification matching match
+// (nil matches all), skipping others.
+func (tp *ThirdParty) NextOther(tb testing.TB, timeout time.Duration, match func(Other) bool) Other {
+	tb.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case o := <-tp.other:
+			if match == nil || match(o) {
+				return o
+			}
+		case <-deadline:
+			tb.Fatalf("%s got no matching receipt, chat state or notification in %s", tp.JID, timeout)
+			return Other{}
+		}
 	}
 }
 
