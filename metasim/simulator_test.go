@@ -56,9 +56,16 @@ func nextText(t *testing.T, env *simtest.Env, user jid.JID, since int64) (simuse
 // msg, not new pkmsg, the inbox survived, and the gateway's keys did not change (the
 // client checks the certificate chain against the root key of the first run).
 func TestRestartKeepsSessions(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testRestart(t, "") })
+	t.Run("postgres", func(t *testing.T) { testRestart(t, simtest.PostgresDSN(t)) })
+}
+
+// testRestart runs the restart on SQLite in the data dir (database "") or on
+// PostgreSQL; the keys live in the data dir either way.
+func testRestart(t *testing.T, database string) {
 	p := simtest.NewProvider(t)
 	cfg := simtest.Config(p)
-	cfg.DataDir, cfg.Database = t.TempDir(), ""
+	cfg.DataDir, cfg.Database = t.TempDir(), database
 	var cur atomic.Pointer[simtest.Env]
 	cur.Store(simtest.StartWith(t, p, cfg))
 	env := cur.Load()
