@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,9 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) error {
 	to, err := parseJID("to", req.To)
 	if err != nil {
 		return err
+	}
+	if to.ToUser() == from.ToUser() {
+		return errBadRequest("a user cannot send to itself over interop")
 	}
 	if req.Kind == "" {
 		return errBadRequest("kind is missing (text, image, video, audio, voice, document, location, reaction, edit, revoke)")
@@ -190,6 +194,11 @@ func (s *Server) getInbox(w http.ResponseWriter, r *http.Request) error {
 	return ok(w, ans)
 }
 
+// inboxKinds are the kinds an inbox filter may name.
+var inboxKinds = []simuser.Kind{simuser.KindText, simuser.KindLocation, simuser.KindMedia, simuser.KindReaction,
+	simuser.KindEdit, simuser.KindRevoke, simuser.KindUnknown, simuser.KindError, simuser.KindReceipt,
+	simuser.KindChatState, simuser.KindIdentity, simuser.KindGroup, simuser.KindRestriction}
+
 // inboxFilter reads since, limit, kind, chat, device and id.
 func inboxFilter(r *http.Request) (simuser.Filter, error) {
 	q := r.URL.Query()
@@ -205,7 +214,11 @@ func inboxFilter(r *http.Request) (simuser.Filter, error) {
 	f.Limit = int(limit)
 	if k := q.Get("kind"); k != "" {
 		for _, kind := range strings.Split(k, ",") {
-			f.Kinds = append(f.Kinds, simuser.Kind(strings.TrimSpace(kind)))
+			kind := simuser.Kind(strings.TrimSpace(kind))
+			if !slices.Contains(inboxKinds, kind) {
+				return f, errBadRequest("kind %q is not one of %v", kind, inboxKinds)
+			}
+			f.Kinds = append(f.Kinds, kind)
 		}
 	}
 	if c := q.Get("chat"); c != "" {

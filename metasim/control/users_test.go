@@ -258,6 +258,7 @@ func TestMessaging(t *testing.T) {
 		want         int
 	}{
 		{"POST", path + "/messages", map[string]any{"to": tp.JID.String()}, 400},
+		{"POST", path + "/messages", map[string]any{"to": u.String(), "kind": "text", "text": "me"}, 400},
 		{"POST", path + "/messages", map[string]any{"to": tp.JID.String(), "kind": "sticker"}, 400},
 		{"POST", path + "/messages", map[string]any{"to": tp.JID.String(), "kind": "text"}, 400},
 		{"POST", path + "/messages", map[string]any{"to": "nobody", "kind": "text", "text": "x"}, 400},
@@ -274,6 +275,7 @@ func TestMessaging(t *testing.T) {
 		{"GET", path + "/inbox?wait=1h", nil, 400},
 		{"GET", path + "/inbox?chat=nonsense", nil, 400},
 		{"GET", path + "/inbox?limit=x", nil, 400},
+		{"GET", path + "/inbox?kind=text,bogus", nil, 400},
 		{"POST", path + "/block", map[string]any{}, 400},
 		{"POST", path + "/report", map[string]any{"messages": []any{}}, 400},
 		{"POST", path + "/report", map[string]any{"messages": []map[string]any{{"from": tp.JID.String()}}}, 400},
