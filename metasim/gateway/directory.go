@@ -333,7 +333,6 @@ func IsE164(s string) bool {
 	return true
 }
 
-
 // Group is a group as the gateway holds it.
 type Group struct {
 	JID         jid.JID

@@ -352,4 +352,3 @@ func (s *Store) KnownUser(ctx context.Context, user jid.JID) (bool, error) {
 	}
 	return ok, nil
 }
-
