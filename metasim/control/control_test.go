@@ -342,7 +342,7 @@ func TestAccountsWithLiveClient(t *testing.T) {
 	}
 }
 
-func memStore(t *testing.T, number string) store.Store {
+func memStore(t testing.TB, number string) store.Store {
 	t.Helper()
 	acc, err := memstore.NewAccount(jid.Interop(simtest.IntegratorID, number))
 	if err != nil {

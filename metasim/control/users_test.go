@@ -26,13 +26,19 @@ type inbox struct {
 }
 
 // createUser makes a simulated WhatsApp user opted in to the test integrator.
-func createUser(t *testing.T, env *simtest.Env, number string, devices int) control.UserView {
+func createUser(t testing.TB, env *simtest.Env, number string, devices int) control.UserView {
 	t.Helper()
 	var v control.UserView
 	env.MustCall(t, 201, "POST", "/v1/users", map[string]any{"number": "+" + number, "devices": devices,
 		"opt_in": []int{simtest.IntegratorID}, "name": "User " + number}, &v)
 	return v
 }
+
+func createUserB(b *testing.B, env *simtest.Env) control.UserView {
+	return createUser(b, env, "491701111111", 1)
+}
+
+func jidOf(v control.UserView) string { return v.JID.String() }
 
 // waitInbox long-polls a user's inbox for the first item of kind after since.
 func waitInbox(t *testing.T, env *simtest.Env, user jid.JID, since int64, kind simuser.Kind) (simuser.Item, int64) {
