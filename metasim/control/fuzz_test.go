@@ -3,8 +3,8 @@ package control_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
