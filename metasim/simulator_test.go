@@ -2,6 +2,8 @@ package metasim_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -167,5 +169,47 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCloseEndsLongPolls checks a shutdown does not wait for inbox long-polls: they
+// are answered (empty) at once and Close returns promptly.
+func TestCloseEndsLongPolls(t *testing.T) {
+	env := simtest.Start(t)
+	var u control.UserView
+	env.MustCall(t, 201, "POST", "/v1/users", map[string]any{"number": "+491701111111"}, &u)
+	type result struct {
+		status int
+		in     inbox
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		defer func() { done <- r }()
+		req, _ := http.NewRequest("GET", env.Sim.ControlURL()+"/v1/users/"+u.JID.String()+"/inbox?wait=100s", nil)
+		req.Header.Set("Authorization", "Bearer "+simtest.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if r.err = err; err != nil {
+			return
+		}
+		defer resp.Body.Close()
+		r.status, r.err = resp.StatusCode, json.NewDecoder(resp.Body).Decode(&r.in)
+	}()
+	time.Sleep(300 * time.Millisecond) // let the poll start waiting
+	start := time.Now()
+	if err := env.Sim.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Close took %s with a long-poll open", d)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || r.status != 200 || len(r.in.Items) != 0 {
+			t.Errorf("cut long-poll answered %d %+v", r.status, r.in)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the long-poll was not answered at shutdown")
 	}
 }

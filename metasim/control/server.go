@@ -150,6 +150,9 @@ func (s *Server) wrap(fn func(w http.ResponseWriter, r *http.Request) error) htt
 			}
 		}()
 		if err := fn(w, r); err != nil {
+			if r.Context().Err() != nil {
+				return // the client went away; nobody reads an answer
+			}
 			ae := toAPIError(err)
 			if ae.Status >= 500 {
 				log.Err(err).Msg("Control request failed")
