@@ -1,8 +1,12 @@
 package control_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"io"
 	"net/http"
 	"strconv"
 	"testing"
@@ -12,6 +16,7 @@ import (
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/mediacrypt"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waE2E"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/control"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simtest"
@@ -139,6 +144,31 @@ func TestMessaging(t *testing.T) {
 	if it.ID != res.ID || it.Data.Text != "hello" || it.Data.EncType != "pkmsg" || it.Chat != tp.JID {
 		t.Fatalf("inbox item = %+v", it)
 	}
+	// Media a provider hosts reaches the user through Meta's media proxy, verified.
+	plain := bytes.Repeat([]byte("not really a jpeg "), 100)
+	var encBlob bytes.Buffer
+	key, err := mediacrypt.NewMediaKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := mediacrypt.Encrypt(&encBlob, bytes.NewReader(plain), key, mediacrypt.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := env.Provider.Host("/media/1", encBlob.Bytes())
+	_, err = tp.Acc.SendMessage(ctx, u, "", &waE2E.Message{ImageMessage: &waE2E.ImageMessage{
+		Url: proto.String(url), DirectPath: proto.String("/media/1"), Mimetype: proto.String("image/jpeg"),
+		MediaKey: key, FileSha256: enc.FileSHA256, FileEncSha256: enc.FileEncSHA256, FileLength: proto.Uint64(enc.FileLength),
+	}}, interop.SendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mit, _ := waitInbox(t, env, u, next, simuser.KindMedia)
+	if mi := mit.Data.Media; mi.Status != simuser.MediaOK || mi.Size != int64(len(plain)) ||
+		mi.SHA256 != hex.EncodeToString(enc.FileSHA256) || env.Provider.MediaFetches() != 1 {
+		t.Fatalf("proxied media = %+v (fetches %d)", mi, env.Provider.MediaFetches())
+	}
+
 	start := time.Now()
 	var empty inbox
 	env.MustCall(t, 200, "GET", path+"/inbox?wait=300ms&kind=text&since="+itoa(next), nil, &empty)
@@ -191,8 +221,22 @@ func TestMessaging(t *testing.T) {
 		t.Fatalf("location = %v", l)
 	}
 	send(map[string]any{"kind": "image", "text": "a caption", "media": map[string]any{"width": 16, "height": 8}})
-	if img := next1().GetImageMessage(); img.GetCaption() != "a caption" || img.GetDirectPath() == "" || img.GetWidth() != 16 {
+	img := next1().GetImageMessage()
+	if img.GetCaption() != "a caption" || img.GetDirectPath() == "" || img.GetWidth() != 16 {
 		t.Fatalf("image = %v", img)
+	}
+	// The third party downloads the blob from the host media_conn names, with its
+	// token, as section 7 says.
+	mc, err := tp.Acc.Client().FetchMediaConn(ctx)
+	if err != nil || len(mc.Hosts) != 1 || mc.Hosts[0] != env.Sim.Addrs().Media {
+		t.Fatalf("media_conn = %+v, %v; want the media listener %s", mc, err, env.Sim.Addrs().Media)
+	}
+	blob := download(t, "http://"+mc.Hosts[0]+img.GetDirectPath(), mc.Auth)
+	if sum := sha256.Sum256(blob); !bytes.Equal(sum[:], img.GetFileEncSha256()) {
+		t.Fatal("the downloaded blob does not match fileEncSha256")
+	}
+	if len(download(t, "http://"+mc.Hosts[0]+img.GetDirectPath(), "")) != 0 {
+		t.Fatal("the media host served a blob without a token")
 	}
 	doc := []byte("%PDF-1.4 a tiny document")
 	send(map[string]any{"kind": "document", "media": map[string]any{"data": base64.StdEncoding.EncodeToString(doc),
@@ -293,6 +337,28 @@ func TestMessaging(t *testing.T) {
 			t.Errorf("%s %s %v = %d %+v, want %d", b.method, b.path, b.body, code, e, b.want)
 		}
 	}
+}
+
+// download GETs a blob with a bearer token ("" for none); a refusal gives nil.
+func download(t *testing.T, url, auth string) []byte {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", "Bearer "+auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	return data
 }
 
 // TestSendRefusedByGateway checks a protocol refusal comes back with its code: a

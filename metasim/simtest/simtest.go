@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim"
+	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/media"
 )
 
 // IntegratorID is the integrator the fake provider plays.
@@ -46,6 +47,8 @@ type Provider struct {
 	tokens map[string]string // account JID → valid token
 	pushes []Push
 	bad    int
+	blobs  map[string][]byte // path → media blob the provider hosts
+	media  int               // signed media fetches served
 }
 
 // Push is one push callback received.
@@ -56,7 +59,8 @@ type Push struct {
 
 // NewProvider starts a fake provider for the test's duration.
 func NewProvider(tb testing.TB) *Provider {
-	p := &Provider{Secret: "simtest-callback-secret-0123456789abcdef", tokens: map[string]string{}}
+	p := &Provider{Secret: "simtest-callback-secret-0123456789abcdef", tokens: map[string]string{},
+		blobs: map[string][]byte{}}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
 	p.URL = p.srv.URL
 	tb.Cleanup(p.srv.Close)
@@ -64,6 +68,10 @@ func NewProvider(tb testing.TB) *Provider {
 }
 
 func (p *Provider) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet {
+		p.serveMedia(w, r)
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil || !p.validSignature(r, body) {
 		p.mu.Lock()
@@ -101,6 +109,41 @@ func (p *Provider) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// serveMedia serves a hosted blob to the media proxy's signed GETs only (section 7).
+func (p *Provider) serveMedia(w http.ResponseWriter, r *http.Request) {
+	if err := media.VerifySignature([]byte(p.Secret), r, time.Now(), 5*time.Minute); err != nil {
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	p.mu.Lock()
+	blob, ok := p.blobs[r.URL.Path]
+	if ok {
+		p.media++
+	}
+	p.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
+}
+
+// Host makes the provider serve an encrypted media blob at path (e.g. "/m/1") and
+// returns its absolute URL, for a message's url field.
+func (p *Provider) Host(path string, blob []byte) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.blobs[path] = blob
+	return p.URL + path
+}
+
+// MediaFetches counts the signed media fetches the provider served.
+func (p *Provider) MediaFetches() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.media
 }
 
 // validSignature checks X-Interop-Signature = sha256=hex(HMAC(secret, ts+"\n"+body))
