@@ -23,6 +23,7 @@ const (
 	UploadNew     UploadReason = "new"     // <success new="1">: the account never uploaded keys
 	UploadLow     UploadReason = "low"     // the gateway holds fewer than signal.MinPreKeys
 	UploadRefused UploadReason = "refused" // a send was refused with 412
+	UploadRepair  UploadReason = "repair"  // the gateway refused a rotation: it holds no keys or another identity's
 )
 
 // PreKeysUploaded: the gateway accepted Count one-time prekeys.

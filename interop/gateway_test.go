@@ -166,8 +166,14 @@ func (g *testGateway) handle(dev jid.JID, fc *fakeConn, n stanza.Node) {
 	case "iq":
 		g.iqs = append(g.iqs, n)
 		answer := g.answerIQ(dev, n)
+		if answer.Tag == "error" { // a refusal: <iq type="error"><error code/></iq>
+			answer = stanza.Node{Content: []stanza.Node{answer}}
+			answer.Attrs = stanza.Attrs{"type": "error"}
+		} else {
+			answer.Attrs = stanza.Attrs{"type": "result"}
+		}
 		answer.Tag = "iq"
-		answer.Attrs = stanza.Attrs{"id": n.Attr("id"), "type": "result", "from": jid.ServerGateway}
+		answer.Attrs["id"], answer.Attrs["from"] = n.Attr("id"), jid.ServerGateway
 		g.write(fc, answer)
 	case "message":
 		g.sent = append(g.sent, n)
@@ -198,9 +204,17 @@ func (g *testGateway) answerIQ(dev jid.JID, iq stanza.Node) stanza.Node {
 		g.upload(dev, iq)
 	case iq.Attr("xmlns") == "encrypt" && c.Tag == "rotate":
 		skey, _ := c.Child("skey")
-		if k := g.keys[dev]; k != nil {
-			k.spk = parseTestSignedPreKey(g.t, skey)
+		k := g.keys[dev]
+		if k == nil {
+			return stanza.Node{Tag: "error", Attrs: stanza.Attrs{"code": "412", "text": "no keys uploaded"}}
 		}
+		spk := parseTestSignedPreKey(g.t, skey)
+		check := signal.PreKeyBundle{IdentityKey: k.identity,
+			SignedPreKey: signal.SignedPreKey{ID: spk.ID, Public: spk.Pub, Signature: spk.Signature}}
+		if check.Verify() != nil {
+			return stanza.Node{Tag: "error", Attrs: stanza.Attrs{"code": "400", "text": "signed prekey signature does not verify"}}
+		}
+		k.spk = spk
 	case iq.Attr("xmlns") == "encrypt" && c.Tag == "key":
 		return stanza.Node{Content: []stanza.Node{g.fetch(c)}}
 	case iq.Attr("xmlns") == "usync":
@@ -221,8 +235,12 @@ func (g *testGateway) upload(dev jid.JID, iq stanza.Node) {
 		return
 	}
 	k.reg = binary.BigEndian.Uint32(reg)
+	before := k.identity
 	if err := copyChild(k.identity[:], iq, "identity"); err != nil {
 		g.t.Errorf("bad upload: %v", err)
+	}
+	if before != k.identity {
+		k.prekeys = nil // one-time prekeys of another identity are useless
 	}
 	skey, _ := iq.Child("skey")
 	k.spk = parseTestSignedPreKey(g.t, skey)

@@ -2,9 +2,11 @@ package interop
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/errcode"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/signal"
 )
 
@@ -34,7 +36,15 @@ func (a *Account) maintainKeys(ctx context.Context, isNew bool) error {
 			}
 		}
 	}
-	return a.rotateSignedPreKey(ctx)
+	err := a.rotateSignedPreKey(ctx)
+	if errors.Is(err, errcode.ErrNoKeys) || errors.Is(err, errcode.ErrMalformed) {
+		// The gateway holds no keys for us (412), or keys of an identity we no longer
+		// have, so our new signed prekey does not verify against it (400): a full
+		// upload carries identity, registration and signed prekey together.
+		a.logger(ctx).Warn().Err(err).Msg("Gateway refused the signed prekey rotation, uploading all keys again")
+		return a.uploadPreKeys(ctx, UploadRepair)
+	}
+	return err
 }
 
 // UploadPreKeys uploads a batch of one-time prekeys (with the identity, registration

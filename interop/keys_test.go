@@ -7,6 +7,7 @@ import (
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/signal"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/stanza"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/memstore"
 )
 
 func TestPreKeyUploadAndRefill(t *testing.T) {
@@ -83,4 +84,32 @@ func TestSignedPreKeyRotation(t *testing.T) {
 	bob := startNew(t, gw, bobJID)
 	bob.send(t, aliceJID, textMsg("after rotation"))
 	alice.receiveText(t, bobJID, "after rotation")
+}
+
+// A reinstalled account (new identity, gateway still holding the old identity's
+// keys) is not "new" and has enough prekeys, so only the rotation reaches the gateway;
+// its refusal must lead to a full upload, or peers would keep getting the old keys.
+func TestRotationRefusalRepairsKeys(t *testing.T) {
+	gw := newTestGateway(t)
+	old := startNew(t, gw, aliceJID)
+	old.stop()
+
+	acc, err := memstore.NewAccount(aliceJID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := startAccountOn(t, gw, memstore.New(acc))
+	if up := waitEvent[*PreKeysUploaded](t, alice); up.Reason != UploadRepair {
+		t.Fatalf("upload after the refused rotation: %+v", up)
+	}
+	gw.mu.Lock()
+	got := gw.keys[aliceJID].identity
+	gw.mu.Unlock()
+	if got != acc.IdentityKey.PublicKey().PublicKey().PublicKey() {
+		t.Fatal("the gateway still holds the old identity")
+	}
+
+	bob := startNew(t, gw, bobJID)
+	bob.send(t, aliceJID, textMsg("after reinstall"))
+	alice.receiveText(t, bobJID, "after reinstall")
 }
