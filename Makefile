@@ -21,5 +21,9 @@ bench:
 	bash scripts/ensure-postgres.sh
 	$(GO) test $(GOFLAGS_BRIDGE) -run '^$$' -bench . -benchmem ./interop/...
 
+# Regenerates the protobuf code: protoc from Debian's protobuf-compiler, protoc-gen-go
+# at the version go.mod pins, installed into the Go bin folder.
 generate:
-	$(GO) generate ./...
+	command -v protoc >/dev/null || { apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$$($(GO) list -m -f '{{.Version}}' google.golang.org/protobuf)
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(GO) generate ./interop/waproto
