@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
+	icb "github.com/matrix-meta-interop/matrix-meta-interop/interop/callback"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/signal"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/socket"
@@ -84,8 +85,8 @@ func newProvider(t testing.TB, clk *clock) *provider {
 		pushes: make(chan pushCall, 100)}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if err := callback.Verify(p.secret, r.Header.Get(callback.HeaderTimestamp), r.Header.Get(callback.HeaderSignature),
-			body, clk.Now(), 5*time.Minute); err != nil {
+		if err := icb.Verify(p.secret, r.Header.Get(icb.HeaderTimestamp), r.Header.Get(icb.HeaderSignature),
+			body, clk.Now()); err != nil {
 			p.mu.Lock()
 			p.badSigs++
 			p.mu.Unlock()

@@ -2,9 +2,6 @@ package media
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,18 +9,19 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/callback"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/mediacrypt"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/gateway"
 )
 
-// Headers of the proxy's signed fetch (PROTOCOL.md section 7).
+// Headers of the proxy's signed fetch (PROTOCOL.md section 7); interop/callback signs
+// them, and providers verify them with callback.VerifyMediaFetch.
 const (
-	HeaderTimestamp = "X-Interop-Timestamp"
-	HeaderSignature = "X-Interop-Signature"
+	HeaderTimestamp = callback.HeaderTimestamp
+	HeaderSignature = callback.HeaderSignature
 )
 
 // DefaultFetchTimeout bounds one fetch when ProxyConfig.HTTPClient is nil.
@@ -104,37 +102,6 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 	return p
 }
 
-// Signature is the X-Interop-Signature of a media fetch: "sha256=" and the hex
-// HMAC-SHA256 of "GET\n{path}\n{timestamp}" under the integrator's callback secret.
-// path is the URL's escaped path, without the query.
-func Signature(secret []byte, path, timestamp string) string {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte("GET\n" + path + "\n" + timestamp))
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
-}
-
-// VerifySignature checks a media fetch the way a provider must (section 7): the
-// signature matches and the timestamp is within maxSkew of now. For fake providers in
-// tests and for documentation of the provider's side.
-func VerifySignature(secret []byte, r *http.Request, now time.Time, maxSkew time.Duration) error {
-	ts := r.Header.Get(HeaderTimestamp)
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return fmt.Errorf("bad timestamp %q", ts)
-	}
-	if d := now.Sub(time.Unix(sec, 0)); d > maxSkew || d < -maxSkew {
-		return fmt.Errorf("timestamp off by %s", d)
-	}
-	if r.Method != http.MethodGet {
-		return fmt.Errorf("method %s is not signed", r.Method)
-	}
-	want := Signature(secret, r.URL.EscapedPath(), ts)
-	if !hmac.Equal([]byte(want), []byte(r.Header.Get(HeaderSignature))) {
-		return errors.New("bad signature")
-	}
-	return nil
-}
-
 // Fetch downloads a blob a provider hosts for integrator in, and returns its verified
 // plaintext as a temporary file (positioned at its start; the caller closes and
 // removes it). It fetches only from in.MediaOrigin, with a signed GET, refuses blobs
@@ -156,9 +123,7 @@ func (p *Proxy) Fetch(ctx context.Context, in gateway.Integrator, rawURL string,
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrWrongOrigin, err)
 	}
-	ts := strconv.FormatInt(p.now().Unix(), 10)
-	req.Header.Set(HeaderTimestamp, ts)
-	req.Header.Set(HeaderSignature, Signature(in.CallbackSecret, u.EscapedPath(), ts))
+	callback.SignMediaFetch(req, in.CallbackSecret, p.now())
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/callback"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/mediacrypt"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/gateway"
 )
@@ -32,7 +33,7 @@ func newProvider(t testing.TB) *provider {
 	p := &provider{secret: []byte("0123456789abcdef0123456789abcdef"), blobs: map[string][]byte{}}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.hits.Add(1)
-		if err := VerifySignature(p.secret, r, time.Now(), 5*time.Minute); err != nil {
+		if err := callback.VerifyMediaFetch(r, p.secret, time.Now()); err != nil {
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
@@ -215,23 +216,23 @@ func TestSection7_ProxyRefusals(t *testing.T) {
 }
 
 // TestProxySignature pins the signature format of section 7 against a value computed
-// with Python's hmac module.
+// with Python's hmac module: the proxy signs through interop/callback, and this keeps
+// the simulator's side of the contract visible here.
 func TestProxySignature(t *testing.T) {
 	const want = "sha256=030559c736beea5411fbc2c56b64b89aa685794011de0cd15a6d5c383e3442ef"
-	if got := Signature([]byte("secret"), "/media/x", "1700000000"); got != want {
-		t.Fatalf("Signature = %s, want %s", got, want)
-	}
-	req := httptest.NewRequest(http.MethodGet, "http://provider.example/media/x?ignored=1", nil)
 	now := time.Unix(1700000000, 0)
-	req.Header.Set(HeaderTimestamp, "1700000000")
-	req.Header.Set(HeaderSignature, want)
-	if err := VerifySignature([]byte("secret"), req, now.Add(4*time.Minute), 5*time.Minute); err != nil {
-		t.Fatalf("VerifySignature refused a good request: %v", err)
+	req := httptest.NewRequest(http.MethodGet, "http://provider.example/media/x?ignored=1", nil)
+	callback.SignMediaFetch(req, []byte("secret"), now)
+	if got := req.Header.Get(HeaderSignature); got != want {
+		t.Fatalf("signature = %s, want %s", got, want)
 	}
-	if err := VerifySignature([]byte("secret"), req, now.Add(6*time.Minute), 5*time.Minute); err == nil {
-		t.Fatal("VerifySignature accepted a stale timestamp")
+	if err := callback.VerifyMediaFetch(req, []byte("secret"), now.Add(4*time.Minute)); err != nil {
+		t.Fatalf("VerifyMediaFetch refused a good request: %v", err)
 	}
-	if err := VerifySignature([]byte("other"), req, now, 5*time.Minute); err == nil {
-		t.Fatal("VerifySignature accepted another secret")
+	if err := callback.VerifyMediaFetch(req, []byte("secret"), now.Add(6*time.Minute)); err == nil {
+		t.Fatal("VerifyMediaFetch accepted a stale timestamp")
+	}
+	if err := callback.VerifyMediaFetch(req, []byte("other"), now); err == nil {
+		t.Fatal("VerifyMediaFetch accepted another secret")
 	}
 }

@@ -10,23 +10,20 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/callback"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim"
-	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/media"
 )
 
 // IntegratorID is the integrator the fake provider plays.
@@ -72,8 +69,8 @@ func (p *Provider) serve(w http.ResponseWriter, r *http.Request) {
 		p.serveMedia(w, r)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil || !p.validSignature(r, body) {
+	body, err := callback.VerifyRequest(r, []byte(p.Secret), time.Now(), 1<<20)
+	if err != nil {
 		p.mu.Lock()
 		p.bad++
 		p.mu.Unlock()
@@ -113,7 +110,7 @@ func (p *Provider) serve(w http.ResponseWriter, r *http.Request) {
 
 // serveMedia serves a hosted blob to the media proxy's signed GETs only (section 7).
 func (p *Provider) serveMedia(w http.ResponseWriter, r *http.Request) {
-	if err := media.VerifySignature([]byte(p.Secret), r, time.Now(), 5*time.Minute); err != nil {
+	if err := callback.VerifyMediaFetch(r, []byte(p.Secret), time.Now()); err != nil {
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return
 	}
@@ -144,21 +141,6 @@ func (p *Provider) MediaFetches() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.media
-}
-
-// validSignature checks X-Interop-Signature = sha256=hex(HMAC(secret, ts+"\n"+body))
-// and that the timestamp is within 5 minutes.
-func (p *Provider) validSignature(r *http.Request, body []byte) bool {
-	ts := r.Header.Get("X-Interop-Timestamp")
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || time.Since(time.Unix(sec, 0)).Abs() > 5*time.Minute {
-		return false
-	}
-	mac := hmac.New(sha256.New, []byte(p.Secret))
-	mac.Write([]byte(ts + "\n"))
-	mac.Write(body)
-	want := "sha256=" + hex.EncodeToString(mac.Sum(nil))
-	return hmac.Equal([]byte(want), []byte(r.Header.Get("X-Interop-Signature")))
 }
 
 // SetToken makes token valid for the account JID (e.g. "1-491701234567@interop").

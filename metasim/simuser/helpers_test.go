@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/callback"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/signal"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/socket"
@@ -61,7 +62,7 @@ func newProvider(t testing.TB) *provider {
 		case r.URL.Path == "/_interop/v1/push":
 			w.WriteHeader(http.StatusAccepted)
 		case r.Method == http.MethodGet:
-			if err := media.VerifySignature(p.secret, r, time.Now(), 5*time.Minute); err != nil {
+			if err := callback.VerifyMediaFetch(r, p.secret, time.Now()); err != nil {
 				http.Error(w, "bad signature", http.StatusUnauthorized)
 				return
 			}

@@ -1,7 +1,7 @@
 // Package callback is the gateway's side of the provider HTTP callbacks of
 // PROTOCOL.md section 9: the auth check of a login token and the push that tells a
 // provider an offline account has stanzas waiting. Every request is signed with the
-// integrator's callback secret.
+// integrator's callback secret by interop/callback, the package providers verify with.
 //
 // It knows nothing about stanzas or connections; it must not import the stanza codec,
 // the socket or the gateway.
@@ -10,17 +10,15 @@ package callback
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
+
+	icb "github.com/matrix-meta-interop/matrix-meta-interop/interop/callback"
 )
 
 // Paths under an integrator's callback base.
@@ -29,10 +27,10 @@ const (
 	PushPath = "/_interop/v1/push"
 )
 
-// Headers of a signed request.
+// Headers of a signed request (interop/callback signs and verifies them).
 const (
-	HeaderTimestamp = "X-Interop-Timestamp"
-	HeaderSignature = "X-Interop-Signature"
+	HeaderTimestamp = icb.HeaderTimestamp
+	HeaderSignature = icb.HeaderSignature
 )
 
 // maxAnswer bounds what is read of a provider's answer.
@@ -40,32 +38,6 @@ const maxAnswer = 64 << 10
 
 // ErrInvalidToken: the provider said the token is not valid (401, or valid=false).
 var ErrInvalidToken = errors.New("token refused by the provider")
-
-// Sign returns the X-Interop-Signature value for a body sent at timestamp ts:
-// "sha256=" and the hex HMAC-SHA256 of ts + "\n" + body.
-func Sign(secret []byte, ts string, body []byte) string {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(ts))
-	mac.Write([]byte{'\n'})
-	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
-}
-
-// Verify checks a signed request the way a provider must: the signature matches and
-// the timestamp is within maxSkew of now. Tests use it for their fake providers.
-func Verify(secret []byte, ts, signature string, body []byte, now time.Time, maxSkew time.Duration) error {
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return fmt.Errorf("bad timestamp %q", ts)
-	}
-	if d := now.Sub(time.Unix(sec, 0)); d > maxSkew || d < -maxSkew {
-		return fmt.Errorf("timestamp %s off by %s", ts, d)
-	}
-	if !hmac.Equal([]byte(Sign(secret, ts, body)), []byte(signature)) {
-		return errors.New("bad signature")
-	}
-	return nil
-}
 
 // Client makes the signed callbacks.
 type Client struct {
@@ -135,14 +107,12 @@ func (c *Client) post(ctx context.Context, url string, secret, body []byte) (int
 	if c.Now != nil {
 		now = c.Now
 	}
-	ts := strconv.FormatInt(now().Unix(), 10)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, fmt.Errorf("failed to build callback request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(HeaderTimestamp, ts)
-	req.Header.Set(HeaderSignature, Sign(secret, ts, body))
+	icb.SignRequest(req, secret, body, now())
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
