@@ -1,0 +1,161 @@
+// Package config is the network section of the bridge's config file: its struct, the
+// upgrader that carries old config files forward, and the validation that refuses to
+// start with a config that cannot work. The commented example lives at the repository
+// root (example-config.yaml).
+//
+// It must not import the connector or the interop library: it only describes settings.
+package config
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"fmt"
+	"text/template"
+
+	up "go.mau.fi/util/configupgrade"
+)
+
+// The section names double as the network names the connector uses in IDs.
+const (
+	NetworkWhatsApp  = "whatsapp"
+	NetworkMessenger = "messenger"
+)
+
+// NetworkSection is one agreement with Meta: one network's gateway and credentials.
+type NetworkSection struct {
+	Enabled           bool   `yaml:"enabled"`
+	GatewayURL        string `yaml:"gateway_url"`
+	IntegratorID      int    `yaml:"integrator_id"`
+	CallbackSecret    string `yaml:"callback_secret"`
+	RootPublicKey     string `yaml:"root_public_key"`
+	RootPublicKeyFile string `yaml:"root_public_key_file"`
+	DisplayName       string `yaml:"display_name"`
+
+	// rootKey is filled by Validate, which reads the file if one is named.
+	rootKey ed25519.PublicKey
+}
+
+// RootKey is Meta's root public key; it is nil until Validate succeeded.
+func (s *NetworkSection) RootKey() ed25519.PublicKey {
+	return s.rootKey
+}
+
+// IdentityConfig says how a Matrix user proves they own the number they log in with.
+type IdentityConfig struct {
+	AllowUnverifiedNumbers bool   `yaml:"allow_unverified_numbers"`
+	SynapseAdminToken      string `yaml:"synapse_admin_token"`
+	AdminAssignedNumbers   bool   `yaml:"admin_assigned_numbers"`
+}
+
+// NetworkConfig is the whole `network:` section of the bridge's config.
+type NetworkConfig struct {
+	WhatsApp            NetworkSection `yaml:"whatsapp"`
+	Messenger           NetworkSection `yaml:"messenger"`
+	CallbackBaseURL     string         `yaml:"callback_base_url"`
+	Identity            IdentityConfig `yaml:"identity"`
+	EnableReadReceipts  bool           `yaml:"enable_read_receipts"`
+	DisplaynameTemplate string         `yaml:"displayname_template"`
+
+	displaynameTemplate *template.Template
+}
+
+// Section returns the section of a network by its name ("whatsapp", "messenger").
+func (c *NetworkConfig) Section(network string) (*NetworkSection, bool) {
+	switch network {
+	case NetworkWhatsApp:
+		return &c.WhatsApp, true
+	case NetworkMessenger:
+		return &c.Messenger, true
+	}
+	return nil, false
+}
+
+// Networks lists the network names in a fixed order.
+func Networks() []string {
+	return []string{NetworkWhatsApp, NetworkMessenger}
+}
+
+// EnabledNetworks lists the names of the enabled networks in a fixed order.
+func (c *NetworkConfig) EnabledNetworks() []string {
+	var out []string
+	for _, name := range Networks() {
+		if s, _ := c.Section(name); s.Enabled {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// DisplaynameParams are the fields a displayname_template can use.
+type DisplaynameParams struct {
+	// Number is the phone number grouped for reading, or a Messenger id.
+	Number string
+	// Name is the name the user chose on the network, if known.
+	Name string
+	// Network is the network's display_name.
+	Network string
+}
+
+// FormatDisplayname fills the ghost name template. The template was test-run by
+// Validate, so an error here means the template failed on these particular values.
+func (c *NetworkConfig) FormatDisplayname(p DisplaynameParams) (string, error) {
+	tpl := c.displaynameTemplate
+	if tpl == nil {
+		var err error
+		if tpl, err = parseDisplaynameTemplate(c.DisplaynameTemplate); err != nil {
+			return "", err
+		}
+		c.displaynameTemplate = tpl
+	}
+	var buf bytes.Buffer
+	if err := tpl.Execute(&buf, p); err != nil {
+		return "", fmt.Errorf("failed to fill displayname_template: %w", err)
+	}
+	return buf.String(), nil
+}
+
+func parseDisplaynameTemplate(s string) (*template.Template, error) {
+	tpl, err := template.New("displayname").Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse displayname_template: %w", err)
+	}
+	return tpl, nil
+}
+
+func upgradeNetworkSection(helper up.Helper, name string) {
+	helper.Copy(up.Bool, name, "enabled")
+	helper.Copy(up.Str|up.Null, name, "gateway_url")
+	helper.Copy(up.Int, name, "integrator_id")
+	helper.Copy(up.Str|up.Null, name, "callback_secret")
+	helper.Copy(up.Str|up.Null, name, "root_public_key")
+	helper.Copy(up.Str|up.Null, name, "root_public_key_file")
+	helper.Copy(up.Str, name, "display_name")
+}
+
+func upgradeConfig(helper up.Helper) {
+	for _, name := range Networks() {
+		upgradeNetworkSection(helper, name)
+	}
+	helper.Copy(up.Str|up.Null, "callback_base_url")
+	helper.Copy(up.Bool, "identity", "allow_unverified_numbers")
+	helper.Copy(up.Str|up.Null, "identity", "synapse_admin_token")
+	helper.Copy(up.Bool, "identity", "admin_assigned_numbers")
+	helper.Copy(up.Bool, "enable_read_receipts")
+	helper.Copy(up.Str, "displayname_template")
+}
+
+// Upgrader carries an existing config's values onto base (the example config), so
+// keys added since the file was written appear with their defaults and comments.
+func Upgrader(base string) *up.StructUpgrader {
+	return &up.StructUpgrader{
+		SimpleUpgrader: up.SimpleUpgrader(upgradeConfig),
+		Blocks: [][]string{
+			{"messenger"},
+			{"callback_base_url"},
+			{"identity"},
+			{"enable_read_receipts"},
+			{"displayname_template"},
+		},
+		Base: base,
+	}
+}
