@@ -1,0 +1,400 @@
+package msgconv
+
+import (
+	"html"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"maunium.net/go/mautrix/id"
+)
+
+// pill is what a mention of one user part becomes on Matrix.
+type pill struct {
+	userID      id.UserID
+	displayname string
+}
+
+// markupToHTML renders WhatsApp markup as Matrix HTML. Rules, as WhatsApp applies them:
+//   - ```fenced``` text is monospace and may span lines; nothing inside it is parsed. A fence
+//     that holds a line break or stands alone on its line becomes <pre><code>, one inside
+//     a sentence becomes <code>.
+//   - *bold*, _italic_, ~strike~ and `code` need a boundary (start, space, punctuation or
+//     symbol) before the opening marker and after the closing one, no space just inside
+//     either marker, at least one character between them, and the same line. So
+//     snake_case_name and 2*3*4 stay literal. The first closer that fits wins; a kind
+//     does not nest inside itself, and nothing is parsed inside `code`.
+//   - Lines starting "> " are quotes, "- " or "* " bullets, "1. " numbered items.
+//   - @{user} for a user in pills becomes a Matrix pill.
+//
+// formatted is false when the result is just the escaped text with line breaks.
+type markupToHTML struct {
+	text      string
+	pills     map[string]pill
+	out       strings.Builder
+	formatted bool
+	mentioned []id.UserID // pills written, in order
+}
+
+type segment struct {
+	start, end int // text, or a fence's content
+	fence      bool
+}
+
+type logicalLine struct {
+	segs []segment
+}
+
+const (
+	lineText = iota
+	lineQuote
+	lineBullet
+	lineOrdered
+)
+
+func (m *markupToHTML) render() string {
+	lines := m.splitLines()
+	prevKind := -1
+	for i := range lines {
+		kind, num := m.classify(&lines[i])
+		if kind != prevKind {
+			m.closeGroup(prevKind)
+			m.openGroup(kind, num)
+		} else if kind == lineText || kind == lineQuote {
+			m.out.WriteString("<br>")
+		}
+		if kind == lineBullet || kind == lineOrdered {
+			m.out.WriteString("<li>")
+		}
+		m.renderLine(lines[i])
+		if kind == lineBullet || kind == lineOrdered {
+			m.out.WriteString("</li>")
+		}
+		prevKind = kind
+	}
+	m.closeGroup(prevKind)
+	return m.out.String()
+}
+
+func (m *markupToHTML) openGroup(kind, num int) {
+	switch kind {
+	case lineQuote:
+		m.out.WriteString("<blockquote>")
+	case lineBullet:
+		m.out.WriteString("<ul>")
+	case lineOrdered:
+		if num != 1 {
+			m.out.WriteString(`<ol start="` + strconv.Itoa(num) + `">`)
+		} else {
+			m.out.WriteString("<ol>")
+		}
+	default:
+		return
+	}
+	m.formatted = true
+}
+
+func (m *markupToHTML) closeGroup(kind int) {
+	switch kind {
+	case lineQuote:
+		m.out.WriteString("</blockquote>")
+	case lineBullet:
+		m.out.WriteString("</ul>")
+	case lineOrdered:
+		m.out.WriteString("</ol>")
+	}
+}
+
+// splitLines cuts the text at line breaks outside fences.
+func (m *markupToHTML) splitLines() []logicalLine {
+	t := m.text
+	var lines []logicalLine
+	var cur logicalLine
+	pos, textStart := 0, 0
+	flushText := func(end int) {
+		// Line breaks in plain text end lines.
+		for {
+			nl := strings.IndexByte(t[textStart:end], '\n')
+			if nl < 0 {
+				break
+			}
+			cur.segs = append(cur.segs, segment{start: textStart, end: textStart + nl})
+			lines = append(lines, cur)
+			cur = logicalLine{}
+			textStart += nl + 1
+		}
+		cur.segs = append(cur.segs, segment{start: textStart, end: end})
+	}
+	for {
+		open := strings.Index(t[pos:], "```")
+		if open < 0 {
+			break
+		}
+		open += pos
+		closeRel := strings.Index(t[open+3:], "```")
+		if closeRel < 0 {
+			break
+		}
+		closeAt := open + 3 + closeRel
+		if strings.TrimSpace(t[open+3:closeAt]) == "" {
+			pos = closeAt
+			continue
+		}
+		flushText(open)
+		cur.segs = append(cur.segs, segment{start: open + 3, end: closeAt, fence: true})
+		pos = closeAt + 3
+		textStart = pos
+	}
+	flushText(len(t))
+	lines = append(lines, cur)
+	return lines
+}
+
+// classify finds a line's block prefix and cuts it off the first segment.
+func (m *markupToHTML) classify(l *logicalLine) (kind, num int) {
+	if len(l.segs) == 0 || l.segs[0].fence {
+		return lineText, 0
+	}
+	first := &l.segs[0]
+	s := m.text[first.start:first.end]
+	switch {
+	case strings.HasPrefix(s, "> "):
+		first.start += 2
+		return lineQuote, 0
+	case strings.HasPrefix(s, "- "), strings.HasPrefix(s, "* "):
+		first.start += 2
+		return lineBullet, 0
+	}
+	digits := 0
+	for digits < len(s) && digits < 9 && s[digits] >= '0' && s[digits] <= '9' {
+		digits++
+	}
+	if digits > 0 && strings.HasPrefix(s[digits:], ". ") {
+		n, _ := strconv.Atoi(s[:digits])
+		first.start += digits + 2
+		return lineOrdered, n
+	}
+	return lineText, 0
+}
+
+func (m *markupToHTML) renderLine(l logicalLine) {
+	for _, seg := range l.segs {
+		if !seg.fence {
+			m.inline(m.text[seg.start:seg.end])
+			continue
+		}
+		m.formatted = true
+		code := m.text[seg.start:seg.end]
+		if strings.Contains(code, "\n") || len(l.segs) == 1 || m.blankAround(l, seg) {
+			code = strings.TrimPrefix(code, "\n")
+			code = strings.TrimSuffix(code, "\n")
+			m.out.WriteString("<pre><code>" + html.EscapeString(code) + "</code></pre>")
+		} else {
+			m.out.WriteString("<code>" + html.EscapeString(code) + "</code>")
+		}
+	}
+}
+
+// blankAround is true when every other segment of the line is blank.
+func (m *markupToHTML) blankAround(l logicalLine, fence segment) bool {
+	for _, seg := range l.segs {
+		if seg != fence && (seg.fence || strings.TrimSpace(m.text[seg.start:seg.end]) != "") {
+			return false
+		}
+	}
+	return true
+}
+
+var markerKinds = [...]struct {
+	marker     byte
+	open, shut string
+}{
+	{'*', "<strong>", "</strong>"},
+	{'_', "<em>", "</em>"},
+	{'~', "<del>", "</del>"},
+	{'`', "<code>", "</code>"},
+}
+
+const codeKind = 3
+
+func kindOf(b byte) int {
+	for k, mk := range markerKinds {
+		if mk.marker == b {
+			return k
+		}
+	}
+	return -1
+}
+
+// inlineParser finds marker pairs in one line in O(n log n): closers depend only on their
+// neighbours, so they are listed once and looked up by binary search.
+type inlineParser struct {
+	s       string
+	closers [len(markerKinds)][]int
+	m       *markupToHTML
+}
+
+func (m *markupToHTML) inline(s string) {
+	p := inlineParser{s: s, m: m}
+	for i := 0; i < len(s); i++ {
+		if k := kindOf(s[i]); k >= 0 && p.canClose(i) {
+			p.closers[k] = append(p.closers[k], i)
+		}
+	}
+	p.render(0, len(s), 0)
+}
+
+func (p *inlineParser) canOpen(i int) bool {
+	if i+1 >= len(p.s) {
+		return false
+	}
+	if next, _ := utf8.DecodeRuneInString(p.s[i+1:]); isSpaceRune(next) {
+		return false
+	}
+	if i == 0 {
+		return true
+	}
+	prev, _ := utf8.DecodeLastRuneInString(p.s[:i])
+	return isBoundary(prev)
+}
+
+func (p *inlineParser) canClose(i int) bool {
+	if i == 0 {
+		return false
+	}
+	prev, _ := utf8.DecodeLastRuneInString(p.s[:i])
+	if isSpaceRune(prev) {
+		return false
+	}
+	if i+1 == len(p.s) {
+		return true
+	}
+	next, _ := utf8.DecodeRuneInString(p.s[i+1:])
+	return isBoundary(next)
+}
+
+func isSpaceRune(r rune) bool {
+	return unicode.IsSpace(r)
+}
+
+func (p *inlineParser) nextCloser(k, from, hi int) int {
+	list := p.closers[k]
+	idx := sort.SearchInts(list, from)
+	if idx < len(list) && list[idx] < hi {
+		return list[idx]
+	}
+	return -1
+}
+
+func (p *inlineParser) render(lo, hi int, active uint8) {
+	textStart := lo
+	for i := lo; i < hi; i++ {
+		k := kindOf(p.s[i])
+		if k < 0 || active&(1<<k) != 0 || !p.canOpen(i) {
+			continue
+		}
+		j := p.nextCloser(k, i+2, hi)
+		if j < 0 {
+			continue
+		}
+		p.m.literal(p.s[textStart:i])
+		p.m.formatted = true
+		p.m.out.WriteString(markerKinds[k].open)
+		if k == codeKind {
+			p.m.out.WriteString(html.EscapeString(p.s[i+1 : j]))
+		} else {
+			p.render(i+1, j, active|1<<k)
+		}
+		p.m.out.WriteString(markerKinds[k].shut)
+		i = j
+		textStart = j + 1
+	}
+	p.m.literal(p.s[textStart:hi])
+}
+
+// literal writes plain text: escaped, word joiners beside markers dropped, mentions as pills.
+func (m *markupToHTML) literal(s string) {
+	s = stripJoiners(s)
+	for {
+		at := strings.IndexByte(s, '@')
+		if at < 0 {
+			break
+		}
+		end := at + 1
+		for end < len(s) && (s[end] >= '0' && s[end] <= '9' || s[end] == '-') {
+			end++
+		}
+		p, ok := m.pills[s[at+1:end]]
+		if !ok {
+			m.out.WriteString(html.EscapeString(s[:at+1]))
+			s = s[at+1:]
+			continue
+		}
+		m.out.WriteString(html.EscapeString(s[:at]))
+		name := p.displayname
+		if name == "" {
+			name = string(p.userID)
+		}
+		m.out.WriteString(`<a href="` + html.EscapeString(p.userID.URI().MatrixToURL()) + `">` +
+			html.EscapeString(name) + "</a>")
+		m.formatted = true
+		m.mentioned = append(m.mentioned, p.userID)
+		s = s[end:]
+	}
+	m.out.WriteString(html.EscapeString(s))
+}
+
+// stripJoiners drops the word joiners escapeMarkers puts beside markers.
+func stripJoiners(s string) string {
+	const wj = "\u2060"
+	if !strings.Contains(s, wj) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if strings.HasPrefix(s[i:], wj) {
+			before := i > 0 && isMarker(s[i-1])
+			after := i+len(wj) < len(s) && isMarker(s[i+len(wj)])
+			if before || after {
+				i += len(wj)
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+		i++
+	}
+	return b.String()
+}
+
+// plainBody is the Matrix body for a WhatsApp text: the text with word joiners beside
+// markers dropped and mentions replaced by display names.
+func plainBody(text string, pills map[string]pill) string {
+	text = stripJoiners(text)
+	if len(pills) == 0 {
+		return text
+	}
+	var b strings.Builder
+	for {
+		at := strings.IndexByte(text, '@')
+		if at < 0 {
+			break
+		}
+		end := at + 1
+		for end < len(text) && (text[end] >= '0' && text[end] <= '9' || text[end] == '-') {
+			end++
+		}
+		p, ok := pills[text[at+1:end]]
+		if !ok || p.displayname == "" {
+			b.WriteString(text[:at+1])
+			text = text[at+1:]
+			continue
+		}
+		b.WriteString(text[:at])
+		b.WriteString(p.displayname)
+		text = text[end:]
+	}
+	b.WriteString(text)
+	return b.String()
+}
