@@ -1,0 +1,165 @@
+// Package connector is the bridgev2 network connector of matrix-meta-interop: it turns
+// each Matrix user into a third-party interop account ({integrator}-{number}@interop)
+// on WhatsApp or Messenger, each 1:1 chat into a portal and each Meta user into a ghost.
+// This file holds the connector itself; login.go the login flow, identity.go the proof
+// that a Matrix user owns a number, client.go the per-login client.
+//
+// Its sub-packages do the pure parts: ids (ID mapping), msgconv (message conversion),
+// callbacks (Meta's HTTP callbacks). They must not import this package.
+package connector
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rs/zerolog"
+	up "go.mau.fi/util/configupgrade"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+
+	matrixmetainterop "github.com/matrix-meta-interop/matrix-meta-interop"
+	"github.com/matrix-meta-interop/matrix-meta-interop/config"
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
+)
+
+// InteropConnector serves both networks, WhatsApp and Messenger, from one bridge.
+type InteropConnector struct {
+	Bridge *bridgev2.Bridge
+	Config config.NetworkConfig
+
+	// Verifiers prove that a Matrix user owns the number they log in with; the first
+	// one that vouches for a number wins (see identity.go).
+	Verifiers []NumberVerifier
+
+	validated bool
+}
+
+var (
+	_ bridgev2.NetworkConnector        = (*InteropConnector)(nil)
+	_ bridgev2.ConfigValidatingNetwork = (*InteropConnector)(nil)
+)
+
+// GetName names the bridge. It is called before the config is loaded, so it must not
+// depend on it.
+func (c *InteropConnector) GetName() bridgev2.BridgeName {
+	return bridgev2.BridgeName{
+		DisplayName:          "Meta (WhatsApp & Messenger)",
+		NetworkURL:           "https://github.com/matrix-meta-interop/matrix-meta-interop",
+		NetworkID:            "metainterop",
+		BeeperBridgeType:     "metainterop",
+		DefaultPort:          29350,
+		DefaultCommandPrefix: "!meta",
+	}
+}
+
+// GetConfig gives mxmain the commented example, the struct to fill and the upgrader.
+func (c *InteropConnector) GetConfig() (example string, data any, upgrader up.Upgrader) {
+	return matrixmetainterop.ExampleConfig, &c.Config, config.Upgrader(matrixmetainterop.ExampleConfig)
+}
+
+// ValidateConfig refuses to start with a network section that cannot work; mxmain
+// calls it after loading the config and before Init.
+func (c *InteropConnector) ValidateConfig() error {
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	c.validated = true
+	return nil
+}
+
+// GetDBMetaTypes names the JSON metadata the connector keeps in bridgev2's tables.
+func (c *InteropConnector) GetDBMetaTypes() database.MetaTypes {
+	return database.MetaTypes{
+		UserLogin: func() any { return &UserLoginMetadata{} },
+	}
+}
+
+// GetCapabilities are the network-wide capabilities; per-room ones are in client.go.
+func (c *InteropConnector) GetCapabilities() *bridgev2.NetworkGeneralCapabilities {
+	return &bridgev2.NetworkGeneralCapabilities{}
+}
+
+// GetBridgeInfoVersion is bumped when m.bridge or room capabilities change shape, so
+// bridgev2 resends them to every room.
+func (c *InteropConnector) GetBridgeInfoVersion() (info, capabilities int) {
+	return 1, 1
+}
+
+// Init keeps the bridge and fills the verifiers; it must not block.
+func (c *InteropConnector) Init(bridge *bridgev2.Bridge) {
+	c.Bridge = bridge
+	c.Verifiers = append(c.Verifiers, c.configuredVerifiers()...)
+}
+
+// Start validates the config if mxmain did not (tests, other mains) and tells the
+// admin what Meta must be told and what is unsafe.
+func (c *InteropConnector) Start(ctx context.Context) error {
+	if !c.validated {
+		if err := c.ValidateConfig(); err != nil {
+			return fmt.Errorf("failed to validate network config: %w", err)
+		}
+	}
+	log := zerolog.Ctx(ctx)
+	for _, name := range c.Config.EnabledNetworks() {
+		s, _ := c.Config.Section(name)
+		log.Info().
+			Str("network", name).
+			Str("gateway_url", s.GatewayURL).
+			Int("integrator_id", s.IntegratorID).
+			Msg("Network enabled")
+	}
+	log.Info().
+		Str("callback_base_url", c.CallbackBaseURL()).
+		Msg("Register this URL with Meta as the callback base and media origin")
+	if c.Config.Identity.AllowUnverifiedNumbers {
+		log.Warn().Msg("!!! identity.allow_unverified_numbers is ON: any Matrix user can log in " +
+			"with ANY phone number and receive that number's chats. Use this only for tests and demos. !!!")
+	}
+	c.warnMissingVerifiers(ctx)
+	return nil
+}
+
+// CallbackBaseURL is where Meta reaches this bridge: the configured URL, or else the
+// appservice's public address.
+func (c *InteropConnector) CallbackBaseURL() string {
+	if c.Config.CallbackBaseURL != "" {
+		return c.Config.CallbackBaseURL
+	}
+	if c.Bridge != nil {
+		if mx, ok := c.Bridge.Matrix.(bridgev2.MatrixConnectorWithServer); ok {
+			return mx.GetPublicAddress()
+		}
+	}
+	return ""
+}
+
+// section returns the config of an enabled network.
+func (c *InteropConnector) section(network ids.Network) (*config.NetworkSection, error) {
+	s, ok := c.Config.Section(string(network))
+	if !ok {
+		return nil, fmt.Errorf("unknown network %q", network)
+	}
+	if !s.Enabled {
+		return nil, fmt.Errorf("%w: %s", ErrNetworkDisabled, network)
+	}
+	return s, nil
+}
+
+// LoadUserLogin attaches the client; it runs under bridgev2's cache lock, so it only
+// checks the stored IDs and connects nothing.
+func (c *InteropConnector) LoadUserLogin(ctx context.Context, login *bridgev2.UserLogin) error {
+	network, account, err := ids.ParseUserLoginID(login.ID)
+	if err != nil {
+		return fmt.Errorf("failed to parse login id: %w", err)
+	}
+	meta, ok := login.Metadata.(*UserLoginMetadata)
+	if !ok {
+		return fmt.Errorf("login has metadata of type %T, not *UserLoginMetadata", login.Metadata)
+	}
+	if meta.Network != network || meta.InteropJID != account {
+		// The ID is the primary key; metadata that disagrees was written by a bug.
+		return fmt.Errorf("login metadata (%s, %s) does not match its id %s", meta.Network, meta.InteropJID, login.ID)
+	}
+	login.Client = newInteropClient(c, login, network, account)
+	return nil
+}
