@@ -281,3 +281,25 @@ func TestCallbackBaseURLTrailingSlash(t *testing.T) {
 		t.Fatalf("got %q", cfg.CallbackBaseURL)
 	}
 }
+
+func TestValidationErrorListsEachProblem(t *testing.T) {
+	cfg := config.NetworkConfig{
+		WhatsApp:            validSection(),
+		Messenger:           config.NetworkSection{Enabled: true, IntegratorID: 12},
+		Identity:            config.IdentityConfig{AllowUnverifiedNumbers: true},
+		DisplaynameTemplate: "{{.Number}}",
+	}
+	var ve *config.ValidationError
+	if err := cfg.Validate(); !errors.As(err, &ve) {
+		t.Fatalf("want a ValidationError, got %v", err)
+	}
+	want := []string{"network.messenger.gateway_url", "network.messenger.callback_secret", "network.messenger.root_public_key"}
+	if len(ve.Problems) != len(want) {
+		t.Fatalf("got problems %q", ve.Problems)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(ve.Problems[i], w+": ") {
+			t.Errorf("problem %d is %q, want it to start with %s", i, ve.Problems[i], w)
+		}
+	}
+}

@@ -21,13 +21,24 @@ const (
 // ErrInvalid is wrapped by every validation error.
 var ErrInvalid = errors.New("invalid network config")
 
+// ValidationError lists every problem found, each starting with its key path.
+type ValidationError struct {
+	Problems []string
+}
+
+func (e *ValidationError) Error() string {
+	return ErrInvalid.Error() + ": " + strings.Join(e.Problems, "; ")
+}
+
+func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
 // Validate checks the whole network section and prepares what the connector needs (the
 // root keys, read from their files, and the parsed name template). It reports every
 // problem at once, each prefixed with its key path, so an admin fixes them in one go.
 func (c *NetworkConfig) Validate() error {
-	var problems []error
+	var problems []string
 	add := func(path, format string, args ...any) {
-		problems = append(problems, fmt.Errorf("%w: network.%s: %s", ErrInvalid, path, fmt.Sprintf(format, args...)))
+		problems = append(problems, "network."+path+": "+fmt.Sprintf(format, args...))
 	}
 	enabled := c.EnabledNetworks()
 	if len(enabled) == 0 {
@@ -59,7 +70,10 @@ func (c *NetworkConfig) Validate() error {
 			add("displayname_template", "%v", err)
 		}
 	}
-	return errors.Join(problems...)
+	if len(problems) > 0 {
+		return &ValidationError{Problems: problems}
+	}
+	return nil
 }
 
 func (s *NetworkSection) validate(name string, add func(path, format string, args ...any)) {
