@@ -96,7 +96,7 @@ type fixture struct {
 	expTok string // expired WhatsApp token of a third account
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &fixture{pusher: &recordingPusher{}, media: &fakeMedia{}, now: time.Unix(1_700_000_000, 0), logs: &bytes.Buffer{}}
