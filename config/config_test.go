@@ -220,6 +220,13 @@ func TestValidate(t *testing.T) {
 		{"key file short", func(c *config.NetworkConfig) {
 			c.WhatsApp.RootPublicKey, c.WhatsApp.RootPublicKeyFile = "", shortKeyFile
 		}, []string{"short.pub: must be 32 bytes"}},
+		{"same secret on both networks", func(c *config.NetworkConfig) {
+			c.Messenger = validSection()
+		}, []string{"network.messenger.callback_secret: must differ from whatsapp.callback_secret"}},
+		{"both networks, own secrets", func(c *config.NetworkConfig) {
+			c.Messenger = validSection()
+			c.Messenger.CallbackSecret = strings.Repeat("m", 32)
+		}, nil},
 		{"no verification", func(c *config.NetworkConfig) { c.Identity = config.IdentityConfig{} }, []string{"no way to verify phone numbers"}},
 		{"callback URL scheme", func(c *config.NetworkConfig) { c.CallbackBaseURL = "ftp://bridge.example" }, []string{"callback_base_url: must be an http:// or https:// URL"}},
 		{"callback URL query", func(c *config.NetworkConfig) { c.CallbackBaseURL = "https://bridge.example/?x=1" }, []string{"query or fragment"}},

@@ -48,6 +48,12 @@ func (c *NetworkConfig) Validate() error {
 		s, _ := c.Section(name)
 		s.validate(name, add)
 	}
+	// Meta's callbacks are told apart by the secret that signs them, so with both
+	// networks on, one secret must not verify the other network's requests.
+	if c.WhatsApp.Enabled && c.Messenger.Enabled && c.WhatsApp.CallbackSecret != "" &&
+		c.WhatsApp.CallbackSecret == c.Messenger.CallbackSecret {
+		add("messenger.callback_secret", "must differ from whatsapp.callback_secret: the bridge tells the networks' callbacks apart by the secret that signs them")
+	}
 	if c.CallbackBaseURL != "" {
 		if err := checkCallbackBaseURL(c.CallbackBaseURL); err != nil {
 			add("callback_base_url", "%v", err)

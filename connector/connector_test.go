@@ -25,7 +25,7 @@ func testSection(integrator int, name string) config.NetworkSection {
 		Enabled:        true,
 		GatewayURL:     "ws://127.0.0.1:29341/interop/v1",
 		IntegratorID:   integrator,
-		CallbackSecret: strings.Repeat("x", 32),
+		CallbackSecret: strings.Repeat(name, 32/len(name)+1), // each network its own
 		RootPublicKey:  base64.StdEncoding.EncodeToString(key),
 		DisplayName:    name,
 	}
