@@ -18,6 +18,10 @@ const TokenBytes = 32
 // ttl, and revokes the account's earlier tokens: one account has one login, and a new
 // sign-in must shut out whoever held the old token. The plaintext token is returned
 // only here; the database keeps its SHA-256.
+//
+// Intended use: mint a token right before each dial and put it in the ClientPayload,
+// so the plaintext never needs to be stored anywhere. The gateway checks the token once
+// per connection and asks for a reconnect when it expires, which mints the next one.
 func (d *Database) MintToken(ctx context.Context, network, jid string, ttl time.Duration) (token string, expiresAt time.Time, err error) {
 	if ttl <= 0 {
 		return "", time.Time{}, fmt.Errorf("failed to mint token: ttl %s is not positive", ttl)
