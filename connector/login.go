@@ -48,6 +48,11 @@ var (
 		Err:        "Meta only allows numbers from EEA countries (the EU, Iceland, Liechtenstein and Norway) for third-party chats.",
 		StatusCode: http.StatusForbidden,
 	}
+	ErrLoginNumberTaken = bridgev2.RespError{
+		ErrCode:    "IO.GITHUB.MATRIX_META_INTEROP.NUMBER_TAKEN",
+		Err:        "This number is already logged in by another Matrix account on this bridge.",
+		StatusCode: http.StatusConflict,
+	}
 	ErrLoginUnverified = bridgev2.RespError{
 		ErrCode:    "IO.GITHUB.MATRIX_META_INTEROP.NUMBER_NOT_VERIFIED",
 		Err:        "This bridge could not confirm that the number belongs to your Matrix account. Add it as a verified phone number on your homeserver account, or ask a bridge admin to assign it to you.",
@@ -154,7 +159,15 @@ func (pl *PhoneLogin) SubmitUserInput(ctx context.Context, input map[string]stri
 	if err != nil {
 		return nil, err
 	}
-	login, err := pl.User.NewLogin(ctx, data, &bridgev2.NewLoginParams{DontReuseExisting: false})
+	// bridgev2 would refuse too, but its message names the other Matrix user.
+	existing, err := pl.Main.Bridge.GetExistingUserLoginByID(ctx, data.ID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to check for an existing login: %w", err)
+	} else if existing != nil && existing.UserMXID != pl.User.MXID {
+		return nil, ErrLoginNumberTaken
+	}
+	// A user logging in again with their own number reuses their login.
+	login, err := pl.User.NewLogin(ctx, data, nil)
 	if err != nil {
 		return nil, fmt.Errorf("failed to save login: %w", err)
 	}
@@ -175,7 +188,7 @@ func (pl *PhoneLogin) SubmitUserInput(ctx context.Context, input map[string]stri
 // It is separate from SubmitUserInput so that it can be tested without a bridge.
 func (c *InteropConnector) prepareLogin(ctx context.Context, mxid id.UserID, input map[string]string) (*database.UserLogin, error) {
 	network, err := ids.ParseNetwork(strings.ToLower(strings.TrimSpace(input[loginFieldNetwork])))
-	if err != nil || !slices.Contains(c.Config.EnabledNetworks(), string(network)) {
+	if err != nil {
 		return nil, ErrLoginNetwork
 	}
 	section, err := c.section(network)

@@ -3,6 +3,8 @@ package connector
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,10 +36,37 @@ func (s *stubMatrix) SendBridgeStatus(_ context.Context, st *status.BridgeState)
 	return nil
 }
 
+// testLogWriter sends logs to the test until it ends; the clients' goroutines may
+// still log afterwards, which testing does not allow.
+type testLogWriter struct {
+	t    *testing.T
+	lock sync.Mutex
+	done bool
+}
+
+func newTestLogWriter(t *testing.T) *testLogWriter {
+	w := &testLogWriter{t: t}
+	t.Cleanup(func() {
+		w.lock.Lock()
+		w.done = true
+		w.lock.Unlock()
+	})
+	return w
+}
+
+func (w *testLogWriter) Write(p []byte) (int, error) {
+	w.lock.Lock()
+	defer w.lock.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
+}
+
 func newTestBridge(t *testing.T, db *dbutil.Database, c *InteropConnector) (*bridgev2.Bridge, *stubMatrix) {
 	t.Helper()
 	mx := &stubMatrix{states: make(chan status.BridgeState, 16)}
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	log := zerolog.New(newTestLogWriter(t)).Level(zerolog.InfoLevel)
 	br := bridgev2.NewBridge("test", db, log, nil, mx, c, commands.NewProcessor)
 	ctx := log.WithContext(context.Background())
 	if err := br.DB.Upgrade(ctx); err != nil {
@@ -120,8 +149,19 @@ func TestLoginThroughBridge(t *testing.T) {
 		if _, err = proc.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err = proc.(bridgev2.LoginProcessUserInput).SubmitUserInput(ctx, map[string]string{"network": "whatsapp", "phone_number": "+491701234567"}); err == nil {
-			t.Error("a second Matrix user took over the number")
+		_, err = proc.(bridgev2.LoginProcessUserInput).SubmitUserInput(ctx, map[string]string{"network": "whatsapp", "phone_number": "+491701234567"})
+		if !errors.Is(err, ErrLoginNumberTaken) || strings.Contains(err.Error(), "alice") {
+			t.Errorf("a second Matrix user claiming the number: want ErrLoginNumberTaken without naming the owner, got %v", err)
+		}
+
+		// Logging in again with one's own number reuses the login.
+		proc, _ = c.CreateLogin(ctx, alice, LoginFlowIDPhoneNumber)
+		step, err = proc.(bridgev2.LoginProcessUserInput).SubmitUserInput(ctx, map[string]string{"network": "whatsapp", "phone_number": "+491701234567"})
+		if err != nil || step.CompleteParams.UserLoginID != "whatsapp:12-491701234567" {
+			t.Fatalf("second login of the owner: %+v, %v", step, err)
+		}
+		if logins, err := br.DB.UserLogin.GetAllForUser(ctx, alice.MXID); err != nil || len(logins) != 1 {
+			t.Errorf("logins after logging in twice: %d, %v", len(logins), err)
 		}
 	})
 }
