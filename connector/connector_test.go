@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
@@ -392,5 +393,43 @@ func TestStartRefusesInvalidConfig(t *testing.T) {
 	c := &InteropConnector{}
 	if err := c.Start(context.Background()); err == nil || !errors.Is(err, config.ErrInvalid) {
 		t.Fatalf("want config.ErrInvalid, got %v", err)
+	}
+}
+
+func TestStartWarnings(t *testing.T) {
+	tests := []struct {
+		name     string
+		identity config.IdentityConfig
+		want     []string
+		notWant  []string
+	}{
+		{"unverified numbers", config.IdentityConfig{AllowUnverifiedNumbers: true},
+			[]string{"allow_unverified_numbers is ON"}, []string{"cannot check threepids"}},
+		{"verifiers not built", config.IdentityConfig{SynapseAdminToken: "syt_secret_token", AdminAssignedNumbers: true},
+			[]string{"cannot check threepids", "no assignment command"}, []string{"allow_unverified_numbers is ON", "syt_secret_token"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestConnector(t, func(c *config.NetworkConfig) {
+				c.Identity = tc.identity
+				c.CallbackBaseURL = "https://bridge.example/meta"
+			})
+			var buf strings.Builder
+			ctx := zerolog.New(&buf).WithContext(context.Background())
+			if err := c.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			logs := buf.String()
+			for _, w := range append(tc.want, "https://bridge.example/meta", `"integrator_id":12`) {
+				if !strings.Contains(logs, w) {
+					t.Errorf("start logs lack %q:\n%s", w, logs)
+				}
+			}
+			for _, w := range append(tc.notWant, strings.Repeat("WhatsApp", 5)[:32]) {
+				if strings.Contains(logs, w) {
+					t.Errorf("start logs contain %q:\n%s", w, logs)
+				}
+			}
+		})
 	}
 }
