@@ -32,7 +32,7 @@ type NetworkSection struct {
 	DisplayName       string `yaml:"display_name"`
 
 	// rootKey is filled by Validate, which reads the file if one is named.
-	rootKey ed25519.PublicKey
+	rootKey ed25519.PublicKey `yaml:"-"`
 }
 
 // RootKey is Meta's root public key; it is nil until Validate succeeded.
@@ -56,7 +56,7 @@ type NetworkConfig struct {
 	EnableReadReceipts  bool           `yaml:"enable_read_receipts"`
 	DisplaynameTemplate string         `yaml:"displayname_template"`
 
-	displaynameTemplate *template.Template
+	displaynameTemplate *template.Template `yaml:"-"`
 }
 
 // Section returns the section of a network by its name ("whatsapp", "messenger").
