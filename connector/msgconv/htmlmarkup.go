@@ -2,6 +2,7 @@ package msgconv
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,17 +53,17 @@ type htmlToMarkup struct {
 	mentions []jid.JID
 }
 
-func (h *htmlToMarkup) convert(htmlText string) string {
+// convert fails when the parser gives up, which it does on absurdly deep nesting.
+func (h *htmlToMarkup) convert(htmlText string) (string, error) {
 	body := &html.Node{Type: html.ElementNode, Data: "body", DataAtom: atom.Body}
-	// ParseFragment only fails when the reader does; a strings.Reader never does.
 	nodes, err := html.ParseFragment(strings.NewReader(htmlText), body)
 	if err != nil {
-		return ""
+		return "", fmt.Errorf("failed to parse HTML: %w", err)
 	}
 	for _, n := range nodes {
 		body.AppendChild(n)
 	}
-	return strings.TrimSpace(h.children(body, markupState{}))
+	return strings.TrimSpace(h.children(body, markupState{})), nil
 }
 
 func (h *htmlToMarkup) addMention(j jid.JID) {
@@ -245,14 +246,43 @@ func (h *htmlToMarkup) wrap(marker byte, s string, outer markupState) string {
 	}
 	lines := strings.Split(s, "\n")
 	for i, line := range lines {
-		core := strings.TrimSpace(line)
+		prefix := blockPrefixLen(line)
+		core := strings.TrimSpace(line[prefix:])
 		if core == "" {
 			continue
 		}
-		start := strings.Index(line, core)
+		start := prefix + strings.Index(line[prefix:], core)
 		lines[i] = line[:start] + string(marker) + core + string(marker) + line[start+len(core):]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// blockPrefixLen measures the quote and list prefixes a block inside inline formatting
+// left at the start of a line; markers go after them so the line keeps its meaning.
+func blockPrefixLen(line string) int {
+	i := 0
+	for {
+		for i < len(line) && line[i] == ' ' {
+			i++
+		}
+		rest := line[i:]
+		switch {
+		case strings.HasPrefix(rest, "> "), strings.HasPrefix(rest, "- "):
+			i += 2
+			continue
+		case rest == ">":
+			return len(line)
+		}
+		digits := 0
+		for digits < len(rest) && digits < 9 && rest[digits] >= '0' && rest[digits] <= '9' {
+			digits++
+		}
+		if digits > 0 && strings.HasPrefix(rest[digits:], ". ") {
+			i += digits + 2
+			continue
+		}
+		return i
+	}
 }
 
 func quoteLines(s string) string {

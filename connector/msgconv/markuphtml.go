@@ -180,6 +180,16 @@ func (m *markupToHTML) classify(l *logicalLine) (kind, num int) {
 }
 
 func (m *markupToHTML) renderLine(l logicalLine) {
+	// A fence alone on its line (besides blank text) is a block, like a Matrix <pre>.
+	fences, text := 0, false
+	for _, seg := range l.segs {
+		if seg.fence {
+			fences++
+		} else if strings.TrimSpace(m.text[seg.start:seg.end]) != "" {
+			text = true
+		}
+	}
+	alone := fences == 1 && !text
 	for _, seg := range l.segs {
 		if !seg.fence {
 			m.inline(m.text[seg.start:seg.end])
@@ -187,7 +197,7 @@ func (m *markupToHTML) renderLine(l logicalLine) {
 		}
 		m.formatted = true
 		code := m.text[seg.start:seg.end]
-		if strings.Contains(code, "\n") || len(l.segs) == 1 || m.blankAround(l, seg) {
+		if alone || strings.Contains(code, "\n") {
 			code = strings.TrimPrefix(code, "\n")
 			code = strings.TrimSuffix(code, "\n")
 			m.out.WriteString("<pre><code>" + html.EscapeString(code) + "</code></pre>")
@@ -195,16 +205,6 @@ func (m *markupToHTML) renderLine(l logicalLine) {
 			m.out.WriteString("<code>" + html.EscapeString(code) + "</code>")
 		}
 	}
-}
-
-// blankAround is true when every other segment of the line is blank.
-func (m *markupToHTML) blankAround(l logicalLine, fence segment) bool {
-	for _, seg := range l.segs {
-		if seg != fence && (seg.fence || strings.TrimSpace(m.text[seg.start:seg.end]) != "") {
-			return false
-		}
-	}
-	return true
 }
 
 var markerKinds = [...]struct {

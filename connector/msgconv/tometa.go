@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"go.mau.fi/util/variationselector"
 	"google.golang.org/protobuf/proto"
 	"maunium.net/go/mautrix/event"
@@ -101,9 +102,16 @@ func (c *Converter) matrixText(ctx context.Context, content *event.MessageEventC
 	}
 	conv := htmlToMarkup{ctx: ctx, resolver: c.Mentions}
 	var text string
+	var err error
 	if content.Format == event.FormatHTML && content.FormattedBody != "" {
-		text = conv.convert(content.FormattedBody)
-	} else {
+		text, err = conv.convert(content.FormattedBody)
+		if err != nil {
+			// The plain body is the fallback every Matrix client must send anyway.
+			zerolog.Ctx(ctx).Debug().Err(err).Msg("Sending the plain body of unparseable HTML")
+			text = ""
+		}
+	}
+	if text == "" {
 		text = content.Body
 		if isReply || content.RelatesTo.GetReplyTo() != "" {
 			text = event.TrimReplyFallbackText(text)
@@ -116,14 +124,14 @@ func (c *Converter) matrixText(ctx context.Context, content *event.MessageEventC
 			}
 		}
 	}
+	if strings.TrimSpace(text) == "" {
+		return "", nil, fmt.Errorf("%w: empty text", ErrInvalid)
+	}
 	if content.MsgType == event.MsgEmote {
 		text = emotePrefix + text
 	}
 	if len(text) > MaxTextBytes {
 		return "", nil, fmt.Errorf("%w (%d bytes)", ErrTextTooLong, len(text))
-	}
-	if strings.TrimSpace(text) == "" {
-		return "", nil, fmt.Errorf("%w: empty text", ErrInvalid)
 	}
 	return text, conv.mentions, nil
 }
