@@ -1,0 +1,196 @@
+// Package astxn closes the appservice's delivery window: mautrix-go's appservice
+// answers a homeserver transaction with 200 as soon as its events are on an in-memory
+// channel, so a crash after that answer would lose them (the homeserver never resends
+// an acknowledged transaction). This package persists a transaction's events before
+// the appservice sees it, tracks which of them were handled, replays the rest on start,
+// and prunes old handled rows.
+//
+// It must not import the parent connector package, the interop protocol client or the
+// simulator: it only knows the appservice, bridgev2's event processor and the bridge's
+// own database.
+package astxn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/database"
+)
+
+// Store is the persistence the tracker needs; *database.Database implements it.
+type Store interface {
+	PutTxn(ctx context.Context, txnID string, events []database.TxnEvent) error
+	MarkHandled(ctx context.Context, eventID string) error
+	Unhandled(ctx context.Context, limit int) ([]database.TxnEvent, error)
+	PruneHandled(ctx context.Context, cutoff time.Time) (int64, error)
+	HandledOf(ctx context.Context, eventIDs []string) (map[string]bool, error)
+}
+
+var _ Store = (*database.Database)(nil)
+
+// DefaultTypes are the room event types bridgev2's Matrix connector has handlers for
+// (bridgev2/matrix/connector.go, Init), plus encrypted events, which it decrypts and
+// re-dispatches. Events of other types reach no bridge handler, so losing them is
+// harmless and they are not persisted.
+var DefaultTypes = []event.Type{
+	event.EventMessage,
+	event.EventSticker,
+	event.EventUnstablePollStart,
+	event.EventUnstablePollResponse,
+	event.EventReaction,
+	event.EventRedaction,
+	event.EventEncrypted,
+	event.StateMember,
+	event.StatePowerLevels,
+	event.StateRoomName,
+	event.BeeperSendState,
+	event.StateRoomAvatar,
+	event.StateTopic,
+	event.StateTombstone,
+	event.StateBeeperDisappearingTimer,
+	event.BeeperDeleteChat,
+	event.BeeperBlockUser,
+	event.BeeperAcceptMessageRequest,
+}
+
+// DefaultMaxBody bounds a transaction body. Synapse sends at most 50 PDUs and 100 EDUs
+// per transaction, each at most 64 KiB, so 16 MiB leaves ample room.
+const DefaultMaxBody = 16 << 20
+
+// ErrAsyncHandlers: the event processor runs each handler in its own goroutine, so a
+// handler appended after bridgev2's cannot tell when bridgev2 finished.
+var ErrAsyncHandlers = errors.New("event processor runs handlers concurrently (appservice.async_transactions is on)")
+
+// Tracker persists appservice transactions and records which of their events were
+// handled. Safe for concurrent use.
+type Tracker struct {
+	store Store
+	types map[string]struct{}
+
+	// MaxBody bounds a transaction body; larger ones are refused with 413.
+	MaxBody int64
+	// Now is the clock of pruning; tests replace it.
+	Now func() time.Time
+
+	mu sync.Mutex
+	// delivered holds the events this process passed to the appservice (from a
+	// transaction or a replay) and has not yet seen handled: a homeserver re-sending
+	// one of them, or a second replay, must not deliver it again.
+	delivered map[string]struct{}
+	// claimed holds the events the connector took over: it marks them itself once the
+	// gateway acked (or refused) them, so the dispatch hook leaves them alone.
+	claimed map[string]struct{}
+}
+
+// New makes a tracker over store that persists events of the given types (DefaultTypes
+// when none are given).
+func New(store Store, types ...event.Type) *Tracker {
+	if len(types) == 0 {
+		types = DefaultTypes
+	}
+	t := &Tracker{
+		store:     store,
+		types:     make(map[string]struct{}, len(types)),
+		MaxBody:   DefaultMaxBody,
+		Now:       time.Now,
+		delivered: make(map[string]struct{}),
+		claimed:   make(map[string]struct{}),
+	}
+	for _, typ := range types {
+		t.types[typ.Type] = struct{}{}
+	}
+	return t
+}
+
+func (t *Tracker) tracks(evtType string) bool {
+	_, ok := t.types[evtType]
+	return ok
+}
+
+// Claim says the connector took eventID over: the dispatch hook will not mark it
+// handled, the connector must call MarkHandled once the gateway acked the stanza or the
+// event was definitively refused. Call it when the connector starts handling the event.
+func (t *Tracker) Claim(eventID string) {
+	t.mu.Lock()
+	t.claimed[eventID] = struct{}{}
+	t.mu.Unlock()
+}
+
+// MarkHandled records that eventID was handled: it will not be replayed after a restart,
+// and a homeserver re-sending it is not delivered again.
+func (t *Tracker) MarkHandled(ctx context.Context, eventID string) error {
+	if err := t.store.MarkHandled(ctx, eventID); err != nil {
+		return fmt.Errorf("failed to mark %s handled: %w", eventID, err)
+	}
+	t.mu.Lock()
+	delete(t.claimed, eventID)
+	delete(t.delivered, eventID)
+	t.mu.Unlock()
+	return nil
+}
+
+// Hook appends, for every tracked type, a last handler to ep that marks the event
+// handled once the handlers before it (bridgev2's) returned, unless the connector
+// claimed it. Call it after bridgev2's Matrix connector registered its handlers (after
+// its Init). It refuses an event processor that runs handlers concurrently.
+//
+// bridgev2's handler returns when QueueMatrixEvent returns: with portal_event_buffer 0
+// that is after the portal (and so the connector) finished the event; with a buffer it
+// is as soon as the event is queued to the portal, before the connector could claim it,
+// so the bridge should run with portal_event_buffer 0 for the claim to take effect.
+func (t *Tracker) Hook(ep *appservice.EventProcessor) error {
+	if ep.ExecMode == appservice.AsyncHandlers {
+		return ErrAsyncHandlers
+	}
+	for typ := range t.types {
+		for _, class := range []event.TypeClass{event.MessageEventType, event.StateEventType} {
+			ep.On(event.Type{Type: typ, Class: class}, t.afterDispatch)
+		}
+	}
+	return nil
+}
+
+func (t *Tracker) afterDispatch(ctx context.Context, evt *event.Event) {
+	eventID := evt.ID.String()
+	if eventID == "" {
+		return
+	}
+	t.mu.Lock()
+	_, claimed := t.claimed[eventID]
+	t.mu.Unlock()
+	if claimed {
+		return
+	}
+	if err := t.MarkHandled(ctx, eventID); err != nil {
+		// The event stays unhandled and is replayed on the next start; bridgev2's own
+		// deduplication is the second line there.
+		zerolog.Ctx(ctx).Err(err).Stringer("event_id", evt.ID).Msg("Failed to mark Matrix event handled")
+	}
+}
+
+// PruneLoop deletes rows handled more than keep ago, now and then every interval, until
+// ctx is done.
+func (t *Tracker) PruneLoop(ctx context.Context, interval, keep time.Duration) {
+	log := zerolog.Ctx(ctx)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		if n, err := t.store.PruneHandled(ctx, t.Now().Add(-keep)); err != nil {
+			log.Err(err).Msg("Failed to prune handled appservice events")
+		} else if n > 0 {
+			log.Debug().Int64("pruned", n).Msg("Pruned handled appservice events")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
