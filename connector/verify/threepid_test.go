@@ -93,7 +93,7 @@ func TestThreepid(t *testing.T) {
 			tp("msisdn", "491702222222", 0),                 // not validated
 			tp("msisdn", "491703333333", -1),                // no validated_at at all
 		),
-		string(bob):         synapseUserJSON(string(bob), tp("msisdn", "491709999999", 1_600_000_000_001)),
+		string(bob):           synapseUserJSON(string(bob), tp("msisdn", "491709999999", 1_600_000_000_001)),
 		"@nobody:example.org": synapseUserJSON("@nobody:example.org"),
 	}}
 	srv := httptest.NewServer(fake)
