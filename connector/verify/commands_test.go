@@ -97,7 +97,7 @@ func TestUnverified(t *testing.T) {
 // fakeBot records the notices the command handlers send.
 type fakeBot struct {
 	bridgev2.MatrixAPI // not called; a nil embedded interface panics if it is
-	replies []string
+	replies            []string
 }
 
 func (b *fakeBot) SendMessage(_ context.Context, _ id.RoomID, _ event.Type, content *event.Content, _ *bridgev2.MatrixSendExtra) (*mautrix.RespSendEvent, error) {
