@@ -12,6 +12,8 @@ import (
 	"context"
 	"fmt"
 
+	"time"
+
 	"github.com/rs/zerolog"
 	up "go.mau.fi/util/configupgrade"
 	"maunium.net/go/mautrix/bridgev2"
@@ -19,8 +21,16 @@ import (
 
 	matrixmetainterop "github.com/matrix-meta-interop/matrix-meta-interop"
 	"github.com/matrix-meta-interop/matrix-meta-interop/config"
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/callbacks"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
+	bridgedb "github.com/matrix-meta-interop/matrix-meta-interop/database"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore"
 )
+
+// DefaultTokenTTL is how long a login token minted for one dial stays valid. The
+// gateway checks it once per connection, so it only bounds how long a leaked token
+// (it lives in memory only) could open a new connection.
+const DefaultTokenTTL = 24 * time.Hour
 
 // InteropConnector serves both networks, WhatsApp and Messenger, from one bridge.
 type InteropConnector struct {
@@ -31,12 +41,23 @@ type InteropConnector struct {
 	// one that vouches for a number wins (see identity.go).
 	Verifiers []NumberVerifier
 
+	// DB holds the bridge's own tables (login tokens); Store the Signal state of every
+	// login's account. Both live in the bridge's database and are set up by Init.
+	DB    *bridgedb.Database
+	Store *sqlstore.Container
+	// Callbacks answers Meta's auth and push callbacks; Start makes it and mounts it on
+	// the appservice router when the Matrix connector has one.
+	Callbacks *callbacks.Handler
+	// TokenTTL is the lifetime of each dial's login token; 0 means DefaultTokenTTL.
+	TokenTTL time.Duration
+
 	validated bool
 }
 
 var (
 	_ bridgev2.NetworkConnector        = (*InteropConnector)(nil)
 	_ bridgev2.ConfigValidatingNetwork = (*InteropConnector)(nil)
+	_ callbacks.Pusher                 = (*InteropConnector)(nil)
 )
 
 // GetName names the bridge. It is called before the config is loaded, so it must not
@@ -85,9 +106,12 @@ func (c *InteropConnector) GetBridgeInfoVersion() (info, capabilities int) {
 	return 1, 1
 }
 
-// Init keeps the bridge and fills the verifiers; it must not block.
+// Init keeps the bridge, opens the connector's tables and the Signal store on the
+// bridge's database (upgraded in Start) and fills the verifiers; it must not block.
 func (c *InteropConnector) Init(bridge *bridgev2.Bridge) {
 	c.Bridge = bridge
+	c.DB = bridgedb.New(bridge.DB.Database, bridge.Log.With().Str("db_section", "interop_bridge").Logger())
+	c.Store = sqlstore.New(bridge.DB.Database, bridge.Log.With().Str("db_section", "interop_store").Logger())
 	c.Verifiers = append(c.Verifiers, c.configuredVerifiers()...)
 }
 
@@ -100,6 +124,11 @@ func (c *InteropConnector) Start(ctx context.Context) error {
 		}
 	}
 	log := zerolog.Ctx(ctx)
+	if c.Bridge != nil {
+		if err := c.startDatabase(ctx); err != nil {
+			return err
+		}
+	}
 	for _, name := range c.Config.EnabledNetworks() {
 		s, _ := c.Config.Section(name)
 		log.Info().
@@ -117,6 +146,55 @@ func (c *InteropConnector) Start(ctx context.Context) error {
 	}
 	c.warnMissingVerifiers(ctx)
 	return nil
+}
+
+// startDatabase upgrades the connector's tables and the Signal store and mounts the
+// callback handler, which needs the token table.
+func (c *InteropConnector) startDatabase(ctx context.Context) error {
+	if err := c.DB.Upgrade(ctx); err != nil {
+		return fmt.Errorf("failed to upgrade the bridge's interop tables: %w", err)
+	}
+	if err := c.Store.Upgrade(ctx); err != nil {
+		return fmt.Errorf("failed to upgrade the Signal store: %w", err)
+	}
+	h, err := c.newCallbackHandler()
+	if err != nil {
+		return err
+	}
+	c.Callbacks = h
+	if mx, ok := c.Bridge.Matrix.(bridgev2.MatrixConnectorWithServer); ok {
+		h.Mount(mx.GetRouter())
+	} else {
+		zerolog.Ctx(ctx).Warn().Msg("The Matrix connector has no HTTP server: Meta's callbacks cannot reach this bridge")
+	}
+	return nil
+}
+
+// newCallbackHandler serves the enabled networks' callbacks with the token table as
+// the judge of tokens and this connector as the pusher.
+func (c *InteropConnector) newCallbackHandler() (*callbacks.Handler, error) {
+	var networks []callbacks.Network
+	for _, name := range c.Config.EnabledNetworks() {
+		s, _ := c.Config.Section(name)
+		networks = append(networks, callbacks.Network{Name: name, IntegratorID: uint16(s.IntegratorID), Secret: []byte(s.CallbackSecret)})
+	}
+	h, err := callbacks.New(callbacks.Config{
+		Networks: networks,
+		Tokens:   c.DB,
+		Pusher:   c,
+		Log:      c.Bridge.Log.With().Str("component", "interop_callbacks").Logger(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to set up the callback handler: %w", err)
+	}
+	return h, nil
+}
+
+func (c *InteropConnector) tokenTTL() time.Duration {
+	if c.TokenTTL > 0 {
+		return c.TokenTTL
+	}
+	return DefaultTokenTTL
 }
 
 // CallbackBaseURL is where Meta reaches this bridge: the configured URL, or else the

@@ -166,17 +166,24 @@ func (pl *PhoneLogin) SubmitUserInput(ctx context.Context, input map[string]stri
 	} else if existing != nil && existing.UserMXID != pl.User.MXID {
 		return nil, ErrLoginNumberTaken
 	}
+	// The account's Signal identity exists before the login does, so a login never
+	// connects without keys to upload; a returning owner keeps theirs.
+	meta := data.Metadata.(*UserLoginMetadata)
+	if _, err = pl.Main.signalAccount(ctx, meta.InteropJID); err != nil {
+		return nil, err
+	}
 	// A user logging in again with their own number reuses their login.
 	login, err := pl.User.NewLogin(ctx, data, nil)
 	if err != nil {
 		return nil, fmt.Errorf("failed to save login: %w", err)
 	}
 	pl.Log.Info().Str("login_id", string(login.ID)).Msg("Created login")
-	go login.Client.Connect(login.Log.WithContext(pl.Main.Bridge.BackgroundCtx))
+	// Connect only starts the run loop; the login step does not wait for the gateway.
+	login.Client.Connect(login.Log.WithContext(pl.Main.Bridge.BackgroundCtx))
 	return &bridgev2.LoginStep{
 		Type:         bridgev2.LoginStepTypeComplete,
 		StepID:       LoginStepIDComplete,
-		Instructions: fmt.Sprintf("Logged in as %s on %s", login.RemoteName, networkDisplayName(pl.Main, data.Metadata.(*UserLoginMetadata).Network)),
+		Instructions: fmt.Sprintf("Logged in as %s on %s", login.RemoteName, networkDisplayName(pl.Main, meta.Network)),
 		CompleteParams: &bridgev2.LoginCompleteParams{
 			UserLoginID: login.ID,
 			UserLogin:   login,

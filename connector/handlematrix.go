@@ -1,0 +1,111 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/event"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/msgconv"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/errcode"
+)
+
+// ErrNotConnected is wrapped when a message is sent while the login has no run loop.
+var ErrNotConnected = errors.New("this login is not connected to Meta's gateway")
+
+// sendTimeout bounds one send with its retries (429 and 5xx are retried until the
+// ctx ends), so a Matrix sender learns of a failure instead of waiting forever.
+const sendTimeout = 2 * time.Minute
+
+// HandleMatrixMessage sends a Matrix text, notice or emote to the 1:1 peer of the
+// portal. Refusals come back as a notice in the room with a message per code.
+func (ic *InteropClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
+	if msg == nil || msg.Content == nil || msg.Portal == nil {
+		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("sending: %w", ErrNotImplemented)).
+			WithIsCertain(true).WithSendNotice(true).WithErrorReason(event.MessageStatusUnsupported).
+			WithMessage("This kind of message cannot be bridged yet")
+	}
+	switch msg.Content.MsgType {
+	case event.MsgText, event.MsgNotice, event.MsgEmote:
+	default:
+		// TODO media (PROTOCOL.md section 7).
+		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("sending %s: %w", msg.Content.MsgType, ErrNotImplemented)).
+			WithIsCertain(true).WithSendNotice(true).WithErrorReason(event.MessageStatusUnsupported).
+			WithMessage("Only text messages can be sent to WhatsApp and Messenger by this bridge version")
+	}
+	peer, err := ids.ParsePortalID(msg.Portal.ID)
+	if err != nil {
+		return nil, err
+	}
+	if peer.IsGroup() {
+		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("sending to a group: %w", ErrNotImplemented)).
+			WithIsCertain(true).WithSendNotice(true).WithErrorReason(event.MessageStatusUnsupported).
+			WithMessage("Groups are not bridged yet")
+	}
+	acc := ic.account()
+	if acc == nil || !ic.IsLoggedIn() {
+		return nil, bridgev2.WrapErrorInStatus(ErrNotConnected).WithIsCertain(true).WithSendNotice(true).
+			WithMessage("This login is not connected to Meta's gateway; sign in again")
+	}
+	// TODO replies: pass the replied-to message as a msgconv.ReplyTarget.
+	content, err := ic.converter().ToMeta(ctx, msg.Content, nil)
+	if err != nil {
+		status := bridgev2.WrapErrorInStatus(err).WithIsCertain(true).WithSendNotice(true)
+		if errors.Is(err, msgconv.ErrTextTooLong) {
+			return nil, status.WithErrorReason(event.MessageStatusUnsupported).WithMessage("The message is longer than WhatsApp allows")
+		}
+		return nil, status.WithErrorReason(event.MessageStatusUnsupported)
+	}
+	sendCtx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	id := interop.NewID()
+	res, err := acc.SendMessage(sendCtx, peer, id, content, interop.SendOptions{})
+	if err != nil {
+		return nil, ic.sendError(peer.String(), err)
+	}
+	ts := res.Timestamp
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	return &bridgev2.MatrixMessageResponse{DB: &database.Message{
+		ID:        ids.MakeMessageID(peer, ic.Account, res.ID),
+		SenderID:  ids.MakeUserID(ic.Account),
+		Timestamp: ts,
+	}}, nil
+}
+
+// sendError explains a refused send to the Matrix user.
+func (ic *InteropClient) sendError(peer string, err error) error {
+	status := bridgev2.WrapErrorInStatus(fmt.Errorf("failed to send: %w", err)).WithSendNotice(true)
+	var ce *errcode.Error
+	if !errors.As(err, &ce) {
+		return status.WithMessage("The message could not be delivered to Meta's gateway; try again later")
+	}
+	status = status.WithIsCertain(true)
+	network := networkDisplayName(ic.Main, ic.Network)
+	switch {
+	case errors.Is(err, errcode.ErrForbidden) && ce.Reason == errcode.ReasonRestricted:
+		return status.WithErrorReason(event.MessageStatusNoPermission).
+			WithMessage("Your account is restricted from sending after spam reports")
+	case errors.Is(err, errcode.ErrForbidden):
+		return status.WithErrorReason(event.MessageStatusNoPermission).
+			WithMessage(fmt.Sprintf("The recipient cannot be reached: they have not turned on third-party chats for this service on %s, or blocked it", network))
+	case errors.Is(err, errcode.ErrNotAcceptable):
+		return status.WithErrorReason(event.MessageStatusUnsupported).
+			WithMessage(fmt.Sprintf("%s does not accept this kind of message over third-party chats", network))
+	case errors.Is(err, errcode.ErrTooLarge):
+		return status.WithErrorReason(event.MessageStatusUnsupported).
+			WithMessage("The message is too large for Meta's gateway")
+	case errors.Is(err, errcode.ErrNotFound):
+		return status.WithErrorReason(event.MessageStatusGenericError).
+			WithMessage(fmt.Sprintf("%s has no user %s", network, peer))
+	default:
+		return status.WithMessage(fmt.Sprintf("Meta's gateway refused the message (%d)", ce.Code))
+	}
+}
