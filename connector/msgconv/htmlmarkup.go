@@ -19,6 +19,38 @@ import (
 // wordJoiner is the invisible character that keeps a literal marker from pairing.
 const wordJoiner = '\u2060'
 
+// While rendering, the markers we generate are private-use placeholders, so the final
+// pass (finishMarkup) can tell them from literal markers in the text and escape only those.
+const (
+	phBold   = '\uE001'
+	phItalic = '\uE002'
+	phStrike = '\uE003'
+	phCode   = '\uE004'
+	// phPrefix marks where a quote or list prefix starts, so inline formatting around a
+	// block can put its markers after the prefix rather than before.
+	phPrefix = '\uE005'
+)
+
+func placeholder(marker byte) string {
+	switch marker {
+	case '*':
+		return string(phBold)
+	case '_':
+		return string(phItalic)
+	case '~':
+		return string(phStrike)
+	}
+	return string(phCode)
+}
+
+func isPlaceholder(r rune) bool { return r >= phBold && r <= phCode }
+
+var (
+	phFence        = strings.Repeat(string(phCode), 3)
+	neutralizePhs  = strings.NewReplacer(string(phBold), "\uFFFD", string(phItalic), "\uFFFD", string(phStrike), "\uFFFD", string(phCode), "\uFFFD", string(phPrefix), "\uFFFD")
+	placeholderOut = strings.NewReplacer(string(phBold), "*", string(phItalic), "_", string(phStrike), "~", string(phCode), "`")
+)
+
 // maxHTMLDepth bounds the element nesting we follow; deeper content is kept as plain text
 // so hostile nesting costs linear time, not quadratic.
 const maxHTMLDepth = 64
@@ -63,7 +95,7 @@ func (h *htmlToMarkup) convert(htmlText string) (string, error) {
 	for _, n := range nodes {
 		body.AppendChild(n)
 	}
-	return strings.TrimSpace(h.children(body, markupState{})), nil
+	return finishMarkup(strings.TrimSpace(h.children(body, markupState{}))), nil
 }
 
 func (h *htmlToMarkup) addMention(j jid.JID) {
@@ -252,7 +284,7 @@ func (h *htmlToMarkup) wrap(marker byte, s string, outer markupState) string {
 			continue
 		}
 		start := prefix + strings.Index(line[prefix:], core)
-		lines[i] = line[:start] + string(marker) + core + string(marker) + line[start+len(core):]
+		lines[i] = line[:start] + placeholder(marker) + core + placeholder(marker) + line[start+len(core):]
 	}
 	return strings.Join(lines, "\n")
 }
@@ -260,28 +292,21 @@ func (h *htmlToMarkup) wrap(marker byte, s string, outer markupState) string {
 // blockPrefixLen measures the quote and list prefixes a block inside inline formatting
 // left at the start of a line; markers go after them so the line keeps its meaning.
 func blockPrefixLen(line string) int {
+	const mark = string(phPrefix)
 	i := 0
 	for {
 		for i < len(line) && line[i] == ' ' {
 			i++
 		}
-		rest := line[i:]
-		switch {
-		case strings.HasPrefix(rest, "> "), strings.HasPrefix(rest, "- "):
-			i += 2
-			continue
-		case rest == ">":
+		if !strings.HasPrefix(line[i:], mark) {
+			return i
+		}
+		i += len(mark)
+		sp := strings.IndexByte(line[i:], ' ')
+		if sp < 0 {
 			return len(line)
 		}
-		digits := 0
-		for digits < len(rest) && digits < 9 && rest[digits] >= '0' && rest[digits] <= '9' {
-			digits++
-		}
-		if digits > 0 && strings.HasPrefix(rest[digits:], ". ") {
-			i += digits + 2
-			continue
-		}
-		return i
+		i += sp + 1
 	}
 }
 
@@ -292,9 +317,9 @@ func quoteLines(s string) string {
 	lines := strings.Split(s, "\n")
 	for i, line := range lines {
 		if line == "" {
-			lines[i] = ">"
+			lines[i] = string(phPrefix) + ">"
 		} else {
-			lines[i] = "> " + line
+			lines[i] = string(phPrefix) + "> " + line
 		}
 	}
 	return strings.Join(lines, "\n")
@@ -324,7 +349,7 @@ func (h *htmlToMarkup) list(n *html.Node, st markupState) string {
 				lines[i] = indent + lines[i]
 			}
 		}
-		items = append(items, prefix+strings.Join(lines, "\n"))
+		items = append(items, string(phPrefix)+prefix+strings.Join(lines, "\n"))
 	}
 	return strings.Join(items, "\n")
 }
@@ -338,7 +363,7 @@ func (h *htmlToMarkup) pre(n *html.Node, st markupState) string {
 	}
 	// A fence inside the code would end the block early; break it invisibly.
 	code = strings.ReplaceAll(code, "```", "``\u2060`")
-	return "```" + code + "```"
+	return phFence + code + phFence
 }
 
 func (h *htmlToMarkup) inlineCode(n *html.Node, st markupState) string {
@@ -350,9 +375,9 @@ func (h *htmlToMarkup) inlineCode(n *html.Node, st markupState) string {
 	if strings.TrimSpace(code) == "" {
 		return code
 	}
-	fence := "`"
+	fence := string(phCode)
 	if strings.Contains(code, "`") {
-		fence = "```"
+		fence = phFence
 		code = strings.ReplaceAll(code, "```", "``\u2060`")
 	}
 	lines := strings.Split(code, "\n")
@@ -412,14 +437,13 @@ func collapseSpace(s string) string {
 }
 
 func (h *htmlToMarkup) text(s string, st markupState) string {
+	if strings.ContainsAny(s, string([]rune{phBold, phItalic, phStrike, phCode, phPrefix})) {
+		s = neutralizePhs.Replace(s)
+	}
 	if st.pre {
 		return s
 	}
-	s = collapseSpace(s)
-	if st.code {
-		return s
-	}
-	return escapeMarkers(s)
+	return collapseSpace(s)
 }
 
 func isMarker(b byte) bool {
@@ -433,35 +457,96 @@ func isBoundary(r rune) bool {
 	return unicode.IsSpace(r) || unicode.IsPunct(r) || unicode.IsSymbol(r)
 }
 
-// escapeMarkers adds a word joiner before each literal marker that could open formatting
-// and after each one that could close it. Words that look like URLs are left alone, since
-// an invisible character inside a link would break it.
-func escapeMarkers(s string) string {
+// finishMarkup turns placeholders into markers and escapes the literal markers: a word
+// joiner goes before one that could open formatting and after one that could close it.
+// A joiner between a generated closer and a literal marker would stop that closer
+// counting (likewise a literal marker and a generated opener), so those sides stay bare.
+// Code and words that look like URLs are left alone, since an invisible character inside
+// a link would break it.
+func finishMarkup(s string) string {
+	s = strings.ReplaceAll(s, string(phPrefix), "")
 	if !strings.ContainsAny(s, "*_~`") {
-		return s
+		return placeholderOut.Replace(s)
 	}
-	var b strings.Builder
-	for _, word := range strings.SplitAfter(s, " ") {
-		if !strings.ContainsAny(word, "*_~`") || strings.Contains(word, "://") || strings.HasPrefix(word, "www.") {
-			b.WriteString(word)
+	f := finisher{runes: []rune(s)}
+	f.b.Grow(len(s) + 16)
+	for ws := 0; ws < len(f.runes); {
+		if unicode.IsSpace(f.runes[ws]) {
+			f.b.WriteRune(f.runes[ws])
+			ws++
 			continue
 		}
-		for j := 0; j < len(word); j++ {
-			c := word[j]
-			if !isMarker(c) {
-				b.WriteByte(c)
-				continue
-			}
-			prev, _ := utf8.DecodeLastRuneInString(word[:j])
-			next, _ := utf8.DecodeRuneInString(word[j+1:])
-			if j == 0 || isBoundary(prev) {
-				b.WriteRune(wordJoiner)
-			}
-			b.WriteByte(c)
-			if j+1 == len(word) || isBoundary(next) {
-				b.WriteRune(wordJoiner)
+		we := ws
+		for we < len(f.runes) && !unicode.IsSpace(f.runes[we]) {
+			we++
+		}
+		word := string(f.runes[ws:we])
+		isURL := strings.Contains(word, "://") || strings.HasPrefix(word, "www.")
+		for i := ws; i < we; i++ {
+			r := f.runes[i]
+			switch {
+			case r == phCode:
+				if i+2 < we && f.runes[i+1] == phCode && f.runes[i+2] == phCode && !f.open[phCode-phBold] {
+					f.b.WriteString("```")
+					f.inFence = !f.inFence
+					i += 2
+				} else {
+					f.b.WriteByte('`')
+					f.open[phCode-phBold] = !f.open[phCode-phBold]
+				}
+			case isPlaceholder(r):
+				f.b.WriteString(placeholderOut.Replace(string(r)))
+				f.open[r-phBold] = !f.open[r-phBold]
+			case r < utf8.RuneSelf && isMarker(byte(r)) && !f.open[phCode-phBold] && !f.inFence && !isURL:
+				f.escapedMarker(i)
+			default:
+				f.b.WriteRune(r)
 			}
 		}
+		ws = we
 	}
-	return b.String()
+	return f.b.String()
+}
+
+type finisher struct {
+	runes   []rune
+	b       strings.Builder
+	open    [4]bool // per placeholder kind: inside a generated pair
+	inFence bool
+}
+
+// isOpen tells whether a generated marker r is (at this point of the output) open.
+func (f *finisher) isOpen(r rune) bool {
+	if r == phCode {
+		return f.open[phCode-phBold] || f.inFence
+	}
+	return f.open[r-phBold]
+}
+
+func (f *finisher) escapedMarker(i int) {
+	prev, next := rune(-1), rune(-1)
+	if i > 0 {
+		prev = f.runes[i-1]
+	}
+	if i+1 < len(f.runes) {
+		next = f.runes[i+1]
+	}
+	couldOpen := (prev < 0 || isBoundary(prev) || isPlaceholder(prev)) && next >= 0 && !unicode.IsSpace(next)
+	couldClose := prev >= 0 && !unicode.IsSpace(prev) && (next < 0 || isBoundary(next) || isPlaceholder(next))
+	// A generated marker just before is a closer when its pair is no longer open; one
+	// just after is an opener when its pair is not open yet.
+	prevCloser := isPlaceholder(prev) && !f.isOpen(prev)
+	nextOpener := isPlaceholder(next) && !f.isOpen(next)
+	before := couldOpen && !prevCloser
+	// A joiner before a marker that follows a space makes it able to close; one after
+	// takes that away again.
+	nextBoundary := next < 0 || isBoundary(next) || isPlaceholder(next)
+	after := (couldClose || before && nextBoundary) && !nextOpener
+	if before {
+		f.b.WriteRune(wordJoiner)
+	}
+	f.b.WriteRune(f.runes[i])
+	if after {
+		f.b.WriteRune(wordJoiner)
+	}
 }

@@ -247,7 +247,8 @@ func (m *markupToHTML) inline(s string) {
 }
 
 func (p *inlineParser) canOpen(i int) bool {
-	if i+1 >= len(p.s) {
+	// A doubled marker (** or __) is literal on both sides, as is a marker at the end.
+	if i+1 >= len(p.s) || p.s[i+1] == p.s[i] {
 		return false
 	}
 	if next, _ := utf8.DecodeRuneInString(p.s[i+1:]); isSpaceRune(next) {
@@ -261,7 +262,7 @@ func (p *inlineParser) canOpen(i int) bool {
 }
 
 func (p *inlineParser) canClose(i int) bool {
-	if i == 0 {
+	if i == 0 || p.s[i-1] == p.s[i] {
 		return false
 	}
 	prev, _ := utf8.DecodeLastRuneInString(p.s[:i])
@@ -299,7 +300,7 @@ func (p *inlineParser) render(lo, hi int, active uint8) {
 		if j < 0 {
 			continue
 		}
-		p.m.literal(p.s[textStart:i])
+		p.m.literal(stripJoiners(p.s, textStart, i))
 		p.m.formatted = true
 		p.m.out.WriteString(markerKinds[k].open)
 		if k == codeKind {
@@ -311,12 +312,11 @@ func (p *inlineParser) render(lo, hi int, active uint8) {
 		i = j
 		textStart = j + 1
 	}
-	p.m.literal(p.s[textStart:hi])
+	p.m.literal(stripJoiners(p.s, textStart, hi))
 }
 
-// literal writes plain text: escaped, word joiners beside markers dropped, mentions as pills.
+// literal writes plain text: escaped, mentions as pills.
 func (m *markupToHTML) literal(s string) {
-	s = stripJoiners(s)
 	for {
 		at := strings.IndexByte(s, '@')
 		if at < 0 {
@@ -346,15 +346,18 @@ func (m *markupToHTML) literal(s string) {
 	m.out.WriteString(html.EscapeString(s))
 }
 
-// stripJoiners drops the word joiners escapeMarkers puts beside markers.
-func stripJoiners(s string) string {
+// stripJoiners returns s[lo:hi] without the word joiners escapeMarkers puts beside
+// markers; the neighbours are looked up in all of s, since the marker may be one the
+// parser consumed just outside the range.
+func stripJoiners(s string, lo, hi int) string {
 	const wj = "\u2060"
-	if !strings.Contains(s, wj) {
-		return s
+	part := s[lo:hi]
+	if !strings.Contains(part, wj) {
+		return part
 	}
 	var b strings.Builder
-	for i := 0; i < len(s); {
-		if strings.HasPrefix(s[i:], wj) {
+	for i := lo; i < hi; {
+		if strings.HasPrefix(s[i:hi], wj) {
 			before := i > 0 && isMarker(s[i-1])
 			after := i+len(wj) < len(s) && isMarker(s[i+len(wj)])
 			if before || after {
@@ -371,7 +374,7 @@ func stripJoiners(s string) string {
 // plainBody is the Matrix body for a WhatsApp text: the text with word joiners beside
 // markers dropped and mentions replaced by display names.
 func plainBody(text string, pills map[string]pill) string {
-	text = stripJoiners(text)
+	text = stripJoiners(text, 0, len(text))
 	if len(pills) == 0 {
 		return text
 	}
