@@ -133,6 +133,35 @@ func (a *Admin) Assign(ctx context.Context, network, number string, mxid, by id.
 	return nil
 }
 
+// Unassign takes number on network away from whoever holds it (returned, with whether
+// anyone did); by is the admin.
+func (a *Admin) Unassign(ctx context.Context, network, number string, by id.UserID) (id.UserID, bool, error) {
+	holder, err := a.DB.AssignedTo(ctx, network, number)
+	if err != nil {
+		return "", false, err
+	}
+	removed, err := a.DB.Unassign(ctx, network, number)
+	if err != nil || !removed {
+		return "", false, err
+	}
+	zerolog.Ctx(ctx).Info().
+		Str("network", network).
+		Stringer("user_mxid", holder).
+		Stringer("admin_mxid", by).
+		Msg("Admin unassigned a phone number")
+	return holder, true, nil
+}
+
+// parseAnyNumber reads a number for unassignment: any syntactically valid number, even
+// one the EEA check would refuse today, so that stale rows can always be removed.
+func parseAnyNumber(input string) (string, error) {
+	number, err := ids.ParsePhoneNumber(input)
+	if err != nil {
+		return "", usage("invalid phone number %q: %v", input, err)
+	}
+	return number, nil
+}
+
 func (a *Admin) cmdAssign(ce *commands.Event) {
 	if len(ce.Args) != 3 {
 		ce.Reply("**Usage:** `$cmdprefix assign-number <network> <number> <@user:server>`")
@@ -170,19 +199,12 @@ func (a *Admin) cmdUnassign(ce *commands.Event) {
 		a.replyError(ce, err)
 		return
 	}
-	// Any syntactically valid number may be unassigned, even one the EEA check would
-	// refuse today, so that stale rows can always be removed.
-	number, err := ids.ParsePhoneNumber(ce.Args[1])
-	if err != nil {
-		a.replyError(ce, usage("invalid phone number %q: %v", ce.Args[1], err))
-		return
-	}
-	holder, err := a.DB.AssignedTo(ce.Ctx, network, number)
+	number, err := parseAnyNumber(ce.Args[1])
 	if err != nil {
 		a.replyError(ce, err)
 		return
 	}
-	removed, err := a.DB.Unassign(ce.Ctx, network, number)
+	holder, removed, err := a.Unassign(ce.Ctx, network, number, ce.User.MXID)
 	if err != nil {
 		a.replyError(ce, err)
 		return
@@ -190,11 +212,6 @@ func (a *Admin) cmdUnassign(ce *commands.Event) {
 		ce.Reply("%s is not assigned to anyone on %s.", ids.FormatPhoneNumber(number), network)
 		return
 	}
-	zerolog.Ctx(ce.Ctx).Info().
-		Str("network", network).
-		Stringer("user_mxid", holder).
-		Stringer("admin_mxid", ce.User.MXID).
-		Msg("Admin unassigned a phone number")
 	ce.Reply("Unassigned %s on %s from `%s`. Their existing login, if any, stays until they log out.",
 		ids.FormatPhoneNumber(number), network, holder)
 }
