@@ -44,7 +44,8 @@ func (t *Tracker) Middleware(as *appservice.AppService) exhttp.Middleware {
 				next.ServeHTTP(w, r)
 				return
 			}
-			t.serveTxn(w, r, next, txnID)
+			log := as.Log.With().Str("component", "astxn").Str("transaction_id", txnID).Logger()
+			t.serveTxn(w, r.WithContext(log.WithContext(r.Context())), next, txnID)
 		})
 	}
 }
@@ -59,7 +60,7 @@ func validServerToken(r *http.Request, reg *appservice.Registration) bool {
 
 func (t *Tracker) serveTxn(w http.ResponseWriter, r *http.Request, next http.Handler, txnID string) {
 	ctx := r.Context()
-	log := zerolog.Ctx(ctx).With().Str("transaction_id", txnID).Logger()
+	log := zerolog.Ctx(ctx)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, t.MaxBody))
 	_ = r.Body.Close()
 	if err != nil {
