@@ -80,8 +80,9 @@ func (c *Converter) textPart(ctx context.Context, msg *waE2E.Message) (*bridgev2
 	if len(text) > MaxTextBytes {
 		return nil, nil, fmt.Errorf("%w (%d bytes)", ErrTextTooLong, len(text))
 	}
-	// Matrix events are JSON and must be valid UTF-8; a broken sender must not break them.
-	text = strings.ToValidUTF8(text, "\uFFFD")
+	// Matrix events are JSON and must be valid UTF-8, and many clients choke on NUL; a
+	// broken sender must not break them.
+	text = strings.ReplaceAll(strings.ToValidUTF8(text, "\uFFFD"), "\x00", "")
 	content := &event.MessageEventContent{MsgType: event.MsgText, Mentions: &event.Mentions{}}
 	if rest, ok := strings.CutPrefix(text, emotePrefix); ok && strings.TrimSpace(rest) != "" {
 		content.MsgType = event.MsgEmote

@@ -537,11 +537,11 @@ func (f *finisher) escapedMarker(i int) {
 	// just after is an opener when its pair is not open yet.
 	prevCloser := isPlaceholder(prev) && !f.isOpen(prev)
 	nextOpener := isPlaceholder(next) && !f.isOpen(next)
-	before := couldOpen && !prevCloser
-	// A joiner before a marker that follows a space makes it able to close; one after
-	// takes that away again.
-	nextBoundary := next < 0 || isBoundary(next) || isPlaceholder(next)
-	after := (couldClose || before && nextBoundary) && !nextOpener
+	// A joiner on one side alone can turn a dead side live (a marker after a space gets
+	// a non-space neighbour and may close), so an escaped marker gets both.
+	escape := couldOpen || couldClose
+	before := escape && !prevCloser
+	after := escape && !nextOpener
 	if before {
 		f.b.WriteRune(wordJoiner)
 	}

@@ -133,6 +133,10 @@ func (m *markupToHTML) splitLines() []logicalLine {
 			break
 		}
 		open += pos
+		// In a longer run of backticks the fence is its last three.
+		for open+3 < len(t) && t[open+3] == '`' {
+			open++
+		}
 		closeRel := strings.Index(t[open+3:], "```")
 		if closeRel < 0 {
 			break
@@ -159,6 +163,10 @@ func (m *markupToHTML) classify(l *logicalLine) (kind, num int) {
 	}
 	first := &l.segs[0]
 	s := m.text[first.start:first.end]
+	if len(l.segs) == 1 && strings.TrimSpace(s[min(2, len(s)):]) == "" {
+		// A bare "- " or "> " is text, not an empty item.
+		return lineText, 0
+	}
 	switch {
 	case strings.HasPrefix(s, "> "):
 		first.start += 2

@@ -21,8 +21,8 @@ func TestRoundTripMatrix(t *testing.T) {
 		{"<blockquote>q <b>x</b></blockquote><p>t</p>", "> q *x*\n\nt", "<blockquote>q <strong>x</strong></blockquote><br>t"},
 		{"<ul><li>a</li><li><em>b</em></li></ul>", "- a\n- _b_", "<ul><li>a</li><li><em>b</em></li></ul>"},
 		{`<ol start="2"><li>a</li><li>b</li></ol>`, "2. a\n3. b", `<ol start="2"><li>a</li><li>b</li></ol>`},
-		{"*not bold* snake_case ~x~", "\u2060*not bold*\u2060 snake_case \u2060~x~\u2060", ""},
-		{"<b>*</b> <i>a_</i>", "*\u2060*\u2060* _a_\u2060_", "<strong>*</strong> <em>a_</em>"},
+		{"*not bold* snake_case ~x~", "\u2060*\u2060not bold\u2060*\u2060 snake_case \u2060~\u2060x\u2060~\u2060", ""},
+		{"<b>*</b> <i>a_</i>", "*\u2060*\u2060* _a\u2060_\u2060_", "<strong>*</strong> <em>a_</em>"},
 		{"a &lt;b&gt; &amp;", "a <b> &", ""},
 		{`hi <a href="https://matrix.to/#/@meta_491701234567:example.org">W</a>`, "hi @491701234567", "hi " + pillWA},
 	}

@@ -81,7 +81,7 @@ func TestToMeta(t *testing.T) {
 			want{text: "hey you", mentions: []string{"491701234567@s.whatsapp.net"}, extended: true}},
 		{"m.mentions dedup with pill", withMentions(htmlContent(event.MsgText, "", `<a href="https://matrix.to/#/@meta_491701234567:example.org">W</a>`), ghostWA), nil,
 			want{text: "@491701234567", mentions: []string{"491701234567@s.whatsapp.net"}, extended: true}},
-		{"literal markers escaped", htmlContent(event.MsgText, "*not bold*", `*not bold* a_b`), nil, want{text: "\u2060*not bold*\u2060 a_b"}},
+		{"literal markers escaped", htmlContent(event.MsgText, "*not bold*", `*not bold* a_b`), nil, want{text: "\u2060*\u2060not bold\u2060*\u2060 a_b"}},
 		{"html escapes decoded", htmlContent(event.MsgText, "", "a &lt;b&gt; &amp; c"), nil, want{text: "a <b> & c"}},
 		{"unicode and emoji", htmlContent(event.MsgText, "", "<b>Grüße 👋</b> 日本"), nil, want{text: "*Grüße 👋* 日本"}},
 		{"header", htmlContent(event.MsgText, "", "<h1>Title</h1><p>body</p>"), nil, want{text: "*Title*\n\nbody"}},
