@@ -85,16 +85,19 @@ func txnBody(events []json.RawMessage, ephemeral ...json.RawMessage) []byte {
 
 func put(t *testing.T, srv *httptest.Server, token, txnID string, body []byte) (int, string) {
 	t.Helper()
+	// Errors, not Fatal: put also runs on goroutines of its own.
 	req, err := http.NewRequest(http.MethodPut, srv.URL+txnPathPrefix+txnID, bytes.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return 0, ""
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := srv.Client().Do(req)
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return 0, ""
 	}
 	defer resp.Body.Close()
 	var buf bytes.Buffer
@@ -479,5 +482,45 @@ func TestPruneLoop(t *testing.T) {
 		}
 		cancel()
 		<-done
+	})
+}
+
+// TestHoldForReplay: a transaction arriving before the replay waits for it, so the
+// events stored before the crash are processed before the new ones.
+func TestHoldForReplay(t *testing.T) {
+	sqltest.Run(t, func(t *testing.T, raw *dbutil.Database) {
+		ctx := context.Background()
+		db := openDB(t, raw)
+		old := []database.TxnEvent{
+			{EventID: "$old1", Body: pdu("$old1", "m.room.message")},
+			{EventID: "$old2", Body: pdu("$old2", "m.room.message")},
+		}
+		if err := db.PutTxn(ctx, "before-crash", old); err != nil {
+			t.Fatal(err)
+		}
+		tr := New(db)
+		tr.HoldForReplay()
+		as := newAS()
+		srv := serve(t, tr, as, nil)
+
+		answered := make(chan int, 1)
+		go func() {
+			status, _ := put(t, srv, hsToken, "after-start", txnBody([]json.RawMessage{pdu("$new", "m.room.message")}))
+			answered <- status
+		}()
+		select {
+		case status := <-answered:
+			t.Fatalf("transaction answered %d before the replay", status)
+		case <-time.After(200 * time.Millisecond):
+		}
+		equal(t, "delivered before the replay", drain(as), nil)
+
+		if n, err := tr.Replay(ctx, as); err != nil || n != 2 {
+			t.Fatalf("replay: %d events, %v", n, err)
+		}
+		if status := <-answered; status != http.StatusOK {
+			t.Fatalf("held transaction: status %d", status)
+		}
+		equal(t, "delivered", drain(as), []string{"$old1", "$old2", "$new"})
 	})
 }

@@ -61,6 +61,11 @@ func validServerToken(r *http.Request, reg *appservice.Registration) bool {
 func (t *Tracker) serveTxn(w http.ResponseWriter, r *http.Request, next http.Handler, txnID string) {
 	ctx := r.Context()
 	log := zerolog.Ctx(ctx)
+	if !t.waitReplay(ctx) {
+		// The homeserver gave up waiting; it retries the transaction later.
+		mautrix.MUnknown.WithMessage("Bridge is still replaying stored events").WithStatus(http.StatusServiceUnavailable).Write(w)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, t.MaxBody))
 	_ = r.Body.Close()
 	if err != nil {

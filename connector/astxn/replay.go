@@ -18,9 +18,12 @@ import (
 // transaction before the replay and the replay never deliver an event twice. It returns
 // how many events it delivered.
 //
-// Call it once the appservice's event processor runs: the appservice blocks on a full
-// event channel, so a long backlog only drains while events are being consumed.
+// It releases transactions held by HoldForReplay when it returns, even on failure (the
+// events it could not replay stay stored for the next start). The appservice blocks on
+// a full event channel, so a backlog longer than the channel only drains once the event
+// processor runs: call it from the network connector's Start, or in a goroutine.
 func (t *Tracker) Replay(ctx context.Context, as *appservice.AppService) (int, error) {
+	defer t.release()
 	if as.Registration == nil || as.Router == nil {
 		return 0, fmt.Errorf("appservice has no registration or router")
 	}

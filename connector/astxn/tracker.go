@@ -87,6 +87,48 @@ type Tracker struct {
 	// claimed holds the events the connector took over: it marks them itself once the
 	// gateway acked (or refused) them, so the dispatch hook leaves them alone.
 	claimed map[string]struct{}
+	// held, when not nil, is closed by the first Replay: until then new transactions
+	// wait, so that events stored before a crash are processed before newer ones.
+	held     chan struct{}
+	holdOnce sync.Once
+}
+
+// HoldForReplay makes transactions wait until the first Replay finished (whether or
+// not it succeeded), so the homeserver's new events are processed after the ones
+// stored before the last stop. Call it before the appservice starts listening, and
+// only if Replay will be called.
+func (t *Tracker) HoldForReplay() {
+	t.mu.Lock()
+	if t.held == nil {
+		t.held = make(chan struct{})
+	}
+	t.mu.Unlock()
+}
+
+func (t *Tracker) release() {
+	t.mu.Lock()
+	held := t.held
+	t.mu.Unlock()
+	if held != nil {
+		t.holdOnce.Do(func() { close(held) })
+	}
+}
+
+// waitReplay waits for the first replay when HoldForReplay was called; false means ctx
+// ended first.
+func (t *Tracker) waitReplay(ctx context.Context) bool {
+	t.mu.Lock()
+	held := t.held
+	t.mu.Unlock()
+	if held == nil {
+		return true
+	}
+	select {
+	case <-held:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // New makes a tracker over store that persists events of the given types (DefaultTypes
