@@ -79,6 +79,9 @@ var (
 func newInteropClient(c *InteropConnector, login *bridgev2.UserLogin, network ids.Network, account jid.JID) *InteropClient {
 	ic := &InteropClient{Main: c, UserLogin: login, Network: network, Account: account}
 	ic.queueRemoteEvent = func(evt bridgev2.RemoteEvent) bridgev2.EventHandlingResult {
+		if c.queueRemoteEvent != nil {
+			return c.queueRemoteEvent(ic.UserLogin, evt)
+		}
 		return ic.UserLogin.QueueRemoteEvent(evt)
 	}
 	return ic
@@ -224,7 +227,6 @@ func (ic *InteropClient) handleEvent(ctx context.Context, evt interop.Event) {
 	switch e := evt.(type) {
 	case *interop.Connected:
 		ic.setConnected(true)
-		log.Info().Bool("new", e.New).Msg("Connected to the gateway")
 		ic.sendState(status.StateConnected, "", "")
 	case *interop.Disconnected:
 		ic.setConnected(false)
@@ -241,7 +243,7 @@ func (ic *InteropClient) handleEvent(ctx context.Context, evt interop.Event) {
 	case *interop.ConnectFailure:
 		log.Warn().Err(e.Err).Msg("Gateway refused the login")
 	case *interop.PreKeysUploaded:
-		log.Info().Int("count", e.Count).Str("reason", string(e.Reason)).Msg("Uploaded prekeys")
+		log.Debug().Int("count", e.Count).Str("reason", string(e.Reason)).Msg("Gateway accepted prekeys")
 	case *interop.IncomingMessage:
 		ic.handleMessage(ctx, e.Node)
 	case *interop.IncomingReceipt:

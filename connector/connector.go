@@ -52,6 +52,8 @@ type InteropConnector struct {
 	TokenTTL time.Duration
 
 	validated bool
+	// queueRemoteEvent replaces bridgev2's queue in tests that have no homeserver.
+	queueRemoteEvent func(*bridgev2.UserLogin, bridgev2.RemoteEvent) bridgev2.EventHandlingResult
 }
 
 var (

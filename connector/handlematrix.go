@@ -83,12 +83,17 @@ func (ic *InteropClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 // sendError explains a refused send to the Matrix user.
 func (ic *InteropClient) sendError(peer string, err error) error {
 	status := bridgev2.WrapErrorInStatus(fmt.Errorf("failed to send: %w", err)).WithSendNotice(true)
+	network := networkDisplayName(ic.Main, ic.Network)
+	if errors.Is(err, interop.ErrNoDevices) {
+		// The gateway lists no devices for users who did not opt in to this integrator.
+		return status.WithIsCertain(true).WithErrorReason(event.MessageStatusNoPermission).
+			WithMessage(fmt.Sprintf("The recipient cannot be reached: they have not turned on third-party chats for this service on %s", network))
+	}
 	var ce *errcode.Error
 	if !errors.As(err, &ce) {
 		return status.WithMessage("The message could not be delivered to Meta's gateway; try again later")
 	}
 	status = status.WithIsCertain(true)
-	network := networkDisplayName(ic.Main, ic.Network)
 	switch {
 	case errors.Is(err, errcode.ErrForbidden) && ce.Reason == errcode.ReasonRestricted:
 		return status.WithErrorReason(event.MessageStatusNoPermission).

@@ -1,0 +1,227 @@
+package connector
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
+	"maunium.net/go/mautrix/bridgev2/status"
+	"maunium.net/go/mautrix/event"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/config"
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/callbacks"
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
+	bridgedb "github.com/matrix-meta-interop/matrix-meta-interop/database"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore/sqltest"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waE2E"
+	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simtest"
+)
+
+// switchHandler lets a test swap the callback handler the simulator reaches.
+type switchHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (s *switchHandler) set(h http.Handler) { s.h.Store(&h) }
+func (s *switchHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
+}
+
+// revokingChecker revokes an account's tokens before checking one, as a logout on
+// another bridge instance sharing the database would.
+type revokingChecker struct{ db *bridgedb.Database }
+
+func (r revokingChecker) CheckToken(ctx context.Context, network, account, token string) (bool, time.Time, error) {
+	if _, err := r.db.RevokeTokens(ctx, network, account); err != nil {
+		return false, time.Time{}, err
+	}
+	return r.db.CheckToken(ctx, network, account, token)
+}
+
+// queued records the remote events the clients would hand to bridgev2.
+type queued struct{ events chan bridgev2.RemoteEvent }
+
+func (q *queued) queue(_ *bridgev2.UserLogin, evt bridgev2.RemoteEvent) bridgev2.EventHandlingResult {
+	q.events <- evt
+	return bridgev2.EventHandlingResultSuccess
+}
+
+func (q *queued) next(t *testing.T) *simplevent.Message[*waE2E.Message] {
+	t.Helper()
+	select {
+	case evt := <-q.events:
+		msg, ok := evt.(*simplevent.Message[*waE2E.Message])
+		if !ok {
+			t.Fatalf("queued %T", evt)
+		}
+		return msg
+	case <-time.After(20 * time.Second):
+		t.Fatal("no remote event queued")
+		return nil
+	}
+}
+
+// A login against a real simulated gateway whose callbacks reach the connector's own
+// handler: it connects with a minted token, uploads its keys, receives a Meta user's
+// text, sends one back, is reconnected by a push while offline, is told plainly when
+// the gateway rejects its token, and logs out.
+func TestClientAgainstSimulator(t *testing.T) {
+	ctx := context.Background()
+	sw := &switchHandler{}
+	sw.set(http.NotFoundHandler())
+	srv := httptest.NewServer(sw)
+	t.Cleanup(srv.Close)
+	secret := strings.Repeat("s3cret-", 6)
+	p := simtest.NewProvider(t)
+	simCfg := simtest.Config(p)
+	in := &simCfg.Network("whatsapp").Integrators[0]
+	in.CallbackBase, in.CallbackSecret = srv.URL, secret
+	env := simtest.StartWith(t, p, simCfg)
+
+	c := newTestConnector(t, func(nc *config.NetworkConfig) {
+		nc.WhatsApp.GatewayURL = env.Sim.GatewayURL("whatsapp")
+		nc.WhatsApp.IntegratorID = simtest.IntegratorID
+		nc.WhatsApp.CallbackSecret = secret
+		nc.WhatsApp.RootPublicKey = base64.StdEncoding.EncodeToString(env.Sim.RootPublicKey("whatsapp"))
+	})
+	q := &queued{events: make(chan bridgev2.RemoteEvent, 16)}
+	c.queueRemoteEvent = q.queue
+	br, mx := newTestBridge(t, sqltest.SQLite(t), c)
+	mux := http.NewServeMux()
+	c.Callbacks.Mount(mux)
+	sw.set(mux)
+
+	const number = "491701234567"
+	account := jid.Interop(simtest.IntegratorID, number)
+	loginID := string(ids.MakeUserLoginID(ids.WhatsApp, account))
+	alice, err := br.GetUserByMXID(ctx, "@alice:test.invalid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc, _ := c.CreateLogin(ctx, alice, LoginFlowIDPhoneNumber)
+	if _, err := proc.(bridgev2.LoginProcessUserInput).SubmitUserInput(ctx, map[string]string{"network": "whatsapp", "phone_number": "+" + number}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, mx, loginID, status.StateConnected, "")
+	client := br.GetCachedUserLoginByID(networkid.UserLoginID(loginID)).Client.(*InteropClient)
+	if !client.IsLoggedIn() || !client.IsConnected() {
+		t.Fatal("connected client does not say so")
+	}
+	waitFor(t, "keys on the gateway", func() bool {
+		var acc struct {
+			HasKeys bool `json:"has_keys"`
+		}
+		return env.Call(t, "GET", "/v1/accounts/"+account.String()+"?network=whatsapp", nil, &acc) == 200 && acc.HasKeys
+	})
+
+	// A Meta user's text arrives as a message in a new portal of this login.
+	var peer struct{ JID string }
+	env.MustCall(t, 201, "POST", "/v1/users", map[string]any{"number": "+491709876543", "opt_in": []int{simtest.IntegratorID}}, &peer)
+	var sent struct{ ID string }
+	env.MustCall(t, 200, "POST", "/v1/users/"+peer.JID+"/messages", map[string]any{"to": account.String(), "kind": "text", "text": "hello *there*"}, &sent)
+	msg := q.next(t)
+	peerJID, _ := jid.Parse(peer.JID)
+	if msg.PortalKey != ids.MakePortalKey(peerJID, networkid.UserLoginID(loginID)) || !msg.CreatePortal ||
+		msg.Sender.Sender != networkid.UserID(peer.JID) || msg.Sender.IsFromMe || msg.ID != ids.MakeMessageID(peerJID, peerJID, sent.ID) {
+		t.Errorf("remote event %+v", msg.EventMeta)
+	}
+	conv, err := msg.ConvertMessage(ctx, nil, nil)
+	if err != nil || len(conv.Parts) != 1 || conv.Parts[0].Content.Body != "hello *there*" || !strings.Contains(conv.Parts[0].Content.FormattedBody, "<strong>there</strong>") {
+		t.Fatalf("converted %+v, %v", conv.Parts[0].Content, err)
+	}
+
+	// A Matrix text reaches the Meta user's inbox.
+	portal := &bridgev2.Portal{Portal: &database.Portal{PortalKey: msg.PortalKey}}
+	resp, err := client.HandleMatrixMessage(ctx, &bridgev2.MatrixMessage{MatrixEventBase: bridgev2.MatrixEventBase[*event.MessageEventContent]{
+		Content: &event.MessageEventContent{MsgType: event.MsgText, Body: "hi back"}, Portal: portal,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ids.ParseMessageID(resp.DB.ID)
+	if err != nil || key.Chat != peerJID || key.Sender != account || resp.DB.SenderID != networkid.UserID(account.String()) || resp.DB.Timestamp.IsZero() {
+		t.Fatalf("response %+v (%v)", resp.DB, err)
+	}
+	var inbox struct {
+		Items []struct {
+			ID   string
+			Kind string
+			Data struct{ Text string }
+		}
+	}
+	env.MustCall(t, 200, "GET", "/v1/users/"+peer.JID+"/inbox?since=0&wait=10s&kind=text&id="+key.StanzaID, nil, &inbox)
+	if len(inbox.Items) == 0 || inbox.Items[0].Data.Text != "hi back" {
+		t.Fatalf("inbox %+v", inbox)
+	}
+
+	// A Meta user who has not turned on third-party chats: a notice says so.
+	var closed struct{ JID string }
+	env.MustCall(t, 201, "POST", "/v1/users", map[string]any{"number": "+491705555555"}, &closed)
+	closedJID, _ := jid.Parse(closed.JID)
+	_, err = client.HandleMatrixMessage(ctx, &bridgev2.MatrixMessage{MatrixEventBase: bridgev2.MatrixEventBase[*event.MessageEventContent]{
+		Content: &event.MessageEventContent{MsgType: event.MsgText, Body: "anyone?"},
+		Portal:  &bridgev2.Portal{Portal: &database.Portal{PortalKey: ids.MakePortalKey(closedJID, networkid.UserLoginID(loginID))}},
+	}})
+	var ms bridgev2.MessageStatus
+	if !errors.As(err, &ms) || !ms.SendNotice || !strings.Contains(ms.Message, "have not turned on third-party chats") {
+		t.Fatalf("send to a closed user: %v", err)
+	}
+	t.Logf("refusal notice: %s (%v)", ms.Message, err)
+
+	// Offline, a message makes the gateway push; the push reconnects the login and
+	// the queued message arrives.
+	client.Disconnect()
+	if client.IsLoggedIn() {
+		t.Error("disconnected client claims to be logged in")
+	}
+	env.MustCall(t, 200, "POST", "/v1/users/"+peer.JID+"/messages", map[string]any{"to": account.String(), "kind": "text", "text": "while you were away"}, &sent)
+	waitState(t, mx, loginID, status.StateConnected, "")
+	if msg := q.next(t); msg.ID != ids.MakeMessageID(peerJID, peerJID, sent.ID) {
+		t.Errorf("after the push got %s", msg.ID)
+	}
+
+	// The gateway rejects a revoked token: the login says to sign in again and stops.
+	client.Disconnect()
+	rejecting, err := callbacks.New(callbacks.Config{
+		Networks: []callbacks.Network{{Name: "whatsapp", IntegratorID: simtest.IntegratorID, Secret: []byte(secret)}},
+		Tokens:   revokingChecker{c.DB}, Pusher: c, Log: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw.set(rejecting)
+	client.Connect(ctx)
+	st := waitState(t, mx, loginID, status.StateBadCredentials, StateTokenRejected)
+	if st.Message != msgTokenRejected {
+		t.Errorf("message %q", st.Message)
+	}
+	waitFor(t, "run loop to stop", func() bool { return !client.IsLoggedIn() })
+
+	// Logging out revokes the tokens and deletes the Signal identity.
+	client.LogoutRemote(ctx)
+	if _, err := c.Store.GetAccount(ctx, account); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Signal account after logout: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s in time", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
