@@ -6,10 +6,20 @@
 // assignments.
 //
 // It must not import package connector (the connector imports it). Its verifiers have
-// the method set of connector.NumberVerifier; for them to satisfy that interface
-// the connector declares `type Verification = verify.Method` and
-// `ErrNumberNotVerified = verify.ErrNotVerified` (aliases, so the names stay
-// the connector's), or wraps them.
+// the method set of connector.NumberVerifier; for them to satisfy that interface the
+// connector declares `type Verification = verify.Method` and
+// `ErrNumberNotVerified = verify.ErrNotVerified` (aliases, so the names stay the
+// connector's), or wraps them. The rest of the wiring, in the connector:
+//
+//	// Init: the verifiers the identity config asks for, and the commands.
+//	verify.NewThreepid(bridge.Matrix.(*matrix.Connector).Config.Homeserver.Address, cfg.Identity.SynapseAdminToken, nil)
+//	&verify.Assigned{DB: db}
+//	admin := &verify.Admin{DB: db, Networks: cfg.EnabledNetworks()}
+//	bridge.Commands.(*commands.Processor).AddHandlers(admin.Commands()...)
+//	// Start (bridgev2 builds the provisioning router when the Matrix side starts):
+//	admin.RegisterProvisioning(bridge.Matrix.(bridgev2.MatrixConnectorWithProvisioning).GetProvisioning())
+//	// prepareLogin, before asking the verifiers (assignments are per network):
+//	ctx = verify.WithNetwork(ctx, string(network))
 package verify
 
 import (
