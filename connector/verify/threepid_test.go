@@ -251,3 +251,31 @@ func TestThreepidKeepsBasePath(t *testing.T) {
 		t.Errorf("path %q", got)
 	}
 }
+
+// TestThreepidOddAnswers: whatever Synapse (or something posing as it) answers, the
+// check fails cleanly and never accepts by accident.
+func TestThreepidOddAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+	}{
+		{"not JSON", `<html>gateway error</html>`},
+		{"threepids of the wrong type", `{"name":"@alice:example.org","threepids":{"msisdn":"491701234567"}}`},
+		{"another user's record", `{"name":"@mallory:example.org","threepids":[{"medium":"msisdn","address":"491701234567","validated_at":1}]}`},
+		{"oversized", `{"name":"@alice:example.org","padding":"` + strings.Repeat("x", maxUserBody) + `"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = w.Write([]byte(tc.body))
+			}))
+			defer srv.Close()
+			v, err := NewThreepid(srv.URL, adminToken, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = v.VerifyNumber(context.Background(), "@alice:example.org", "491701234567")
+			if err == nil || errors.Is(err, ErrNotVerified) {
+				t.Fatalf("VerifyNumber = %v, want a failed check", err)
+			}
+		})
+	}
+}
