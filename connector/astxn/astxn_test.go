@@ -161,6 +161,15 @@ func TestPersistedBeforeAnswer(t *testing.T) {
 		}
 		equal(t, "stored when the appservice got the transaction", seenByAS, []string{"$m1", "$j1", "$r1"})
 		equal(t, "delivered", drain(as), []string{"m.typing", "$m1", "$c1", "$j1", "$r1"})
+
+		// The router unescapes the transaction ID, so an escaped slash must not let a
+		// transaction slip past unstored.
+		body = txnBody([]json.RawMessage{pdu("$m2", "m.room.message")})
+		if status, resp := put(t, srv, hsToken, "a%2Fb", body); status != http.StatusOK {
+			t.Fatalf("escaped ID: status %d: %s", status, resp)
+		}
+		equal(t, "stored when the appservice got the escaped ID", seenByAS, []string{"$m1", "$j1", "$r1", "$m2"})
+		equal(t, "delivered with escaped ID", drain(as), []string{"$m2"})
 	})
 }
 

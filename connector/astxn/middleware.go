@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -38,9 +39,8 @@ type txnEventHead struct {
 func (t *Tracker) Middleware(as *appservice.AppService) exhttp.Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			txnID, ok := strings.CutPrefix(r.URL.Path, txnPathPrefix)
-			if r.Method != http.MethodPut || !ok || txnID == "" || strings.Contains(txnID, "/") ||
-				!validServerToken(r, as.Registration) {
+			txnID, ok := transactionID(r)
+			if !ok || !validServerToken(r, as.Registration) {
 				next.ServeHTTP(w, r)
 				return
 			}
@@ -48,6 +48,17 @@ func (t *Tracker) Middleware(as *appservice.AppService) exhttp.Middleware {
 			t.serveTxn(w, r.WithContext(log.WithContext(r.Context())), next, txnID)
 		})
 	}
+}
+
+// transactionID returns the transaction ID of a transaction PUT. It splits the escaped
+// path, as the appservice's router does, so an ID with an escaped slash is still seen.
+func transactionID(r *http.Request) (string, bool) {
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), txnPathPrefix)
+	if r.Method != http.MethodPut || !ok || rest == "" || strings.Contains(rest, "/") {
+		return "", false
+	}
+	txnID, err := url.PathUnescape(rest)
+	return txnID, err == nil
 }
 
 func validServerToken(r *http.Request, reg *appservice.Registration) bool {
