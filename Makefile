@@ -5,9 +5,9 @@ GOFLAGS_BRIDGE := -tags goolm
 # none answers.
 export INTEROP_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: test vet unit fuzz-regress bench generate
+.PHONY: test vet unit e2e bench generate
 
-test: vet unit
+test: vet unit e2e
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); echo "gofmt needed"; exit 1; }
@@ -16,6 +16,12 @@ vet:
 unit:
 	bash scripts/ensure-postgres.sh
 	$(GO) test $(GOFLAGS_BRIDGE) -count=1 -timeout 30m ./...
+
+# Tests against the real Synapse (started from the cached Debian sid chroot that
+# scripts/synapse-chroot.sh builds on first use, about a minute).
+e2e:
+	bash scripts/synapse-chroot.sh >/dev/null
+	$(GO) test -tags goolm,synapse -count=1 -timeout 30m -run Synapse ./connector/...
 
 bench:
 	bash scripts/ensure-postgres.sh
