@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
@@ -77,6 +78,10 @@ func (q *queued) next(t *testing.T) *simplevent.Message[*waE2E.Message] {
 // text, sends one back, is reconnected by a push while offline, is told plainly when
 // the gateway rejects its token, and logs out.
 func TestClientAgainstSimulator(t *testing.T) {
+	sqltest.Run(t, testClientAgainstSimulator)
+}
+
+func testClientAgainstSimulator(t *testing.T, db *dbutil.Database) {
 	ctx := context.Background()
 	sw := &switchHandler{}
 	sw.set(http.NotFoundHandler())
@@ -97,7 +102,7 @@ func TestClientAgainstSimulator(t *testing.T) {
 	})
 	q := &queued{events: make(chan bridgev2.RemoteEvent, 16)}
 	c.queueRemoteEvent = q.queue
-	br, mx := newTestBridge(t, sqltest.SQLite(t), c)
+	br, mx := newTestBridge(t, db, c)
 	mux := http.NewServeMux()
 	c.Callbacks.Mount(mux)
 	sw.set(mux)
@@ -185,6 +190,11 @@ func TestClientAgainstSimulator(t *testing.T) {
 	if client.IsLoggedIn() {
 		t.Error("disconnected client claims to be logged in")
 	}
+	// The gateway pushes only for accounts it knows to be offline.
+	waitFor(t, "the gateway to see the account offline", func() bool {
+		var acc struct{ Connected bool }
+		return env.Call(t, "GET", "/v1/accounts/"+account.String()+"?network=whatsapp", nil, &acc) == 200 && !acc.Connected
+	})
 	env.MustCall(t, 200, "POST", "/v1/users/"+peer.JID+"/messages", map[string]any{"to": account.String(), "kind": "text", "text": "while you were away"}, &sent)
 	waitState(t, mx, loginID, status.StateConnected, "")
 	if msg := q.next(t); msg.ID != ids.MakeMessageID(peerJID, peerJID, sent.ID) {
