@@ -2,7 +2,10 @@
 // each Matrix user into a third-party interop account ({integrator}-{number}@interop)
 // on WhatsApp or Messenger, each 1:1 chat into a portal and each Meta user into a ghost.
 // This file holds the connector itself; login.go the login flow, identity.go the proof
-// that a Matrix user owns a number, client.go the per-login client.
+// that a Matrix user owns a number, client.go the per-login client and its connection
+// (one interop.Account per login, a fresh login token minted for every dial),
+// handleinterop.go what arrives from Meta, handlematrix.go what Matrix users send,
+// pusher.go the push callback that connects an offline login.
 //
 // Its sub-packages do the pure parts: ids (ID mapping), msgconv (message conversion),
 // callbacks (Meta's HTTP callbacks). They must not import this package.
