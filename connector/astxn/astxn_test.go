@@ -25,7 +25,7 @@ import (
 
 const hsToken = "hs-token-for-tests"
 
-func openDB(t *testing.T, raw *dbutil.Database) *database.Database {
+func openDB(t testing.TB, raw *dbutil.Database) *database.Database {
 	t.Helper()
 	d := database.New(raw, zerolog.New(zerolog.NewTestWriter(t)))
 	if err := d.Upgrade(context.Background()); err != nil {
@@ -532,4 +532,43 @@ func TestHoldForReplay(t *testing.T) {
 		}
 		equal(t, "delivered", drain(as), []string{"$old1", "$old2", "$new"})
 	})
+}
+
+// TestAttach: the wiring a connector does in Init, end to end: a transaction waits for
+// the replay, is stored, and is handled once the event processor dispatched it.
+func TestAttach(t *testing.T) {
+	db := openDB(t, sqltest.SQLite(t))
+	ctx := context.Background()
+	tr := New(db)
+	as := newAS()
+	if err := tr.Attach(as, appservice.NewEventProcessor(as)); !errors.Is(err, ErrAsyncHandlers) || len(as.Middleware) != 0 {
+		t.Fatalf("attach to async processor: %v, %d middleware", err, len(as.Middleware))
+	}
+	ep := appservice.NewEventProcessor(as)
+	ep.ExecMode = appservice.Sync
+	if err := tr.Attach(as, ep); err != nil || len(as.Middleware) != 1 {
+		t.Fatalf("attach: %v, %d middleware", err, len(as.Middleware))
+	}
+	srv := httptest.NewServer(exhttp.ApplyMiddleware(as.Router, as.Middleware...))
+	defer srv.Close()
+
+	answered := make(chan int, 1)
+	go func() {
+		status, _ := put(t, srv, hsToken, "txn1", txnBody([]json.RawMessage{pdu("$m1", "m.room.message")}))
+		answered <- status
+	}()
+	select {
+	case status := <-answered:
+		t.Fatalf("answered %d before the replay", status)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, err := tr.Replay(ctx, as); err != nil {
+		t.Fatal(err)
+	}
+	if status := <-answered; status != http.StatusOK {
+		t.Fatalf("status %d", status)
+	}
+	equal(t, "stored", unhandledIDs(t, db), []string{"$m1"})
+	ep.Dispatch(ctx, <-as.Events)
+	equal(t, "unhandled after dispatch", unhandledIDs(t, db), nil)
 }

@@ -236,3 +236,17 @@ func (t *Tracker) PruneLoop(ctx context.Context, interval, keep time.Duration) {
 		}
 	}
 }
+
+// Attach wires the tracker into an appservice and the event processor reading it, as
+// the network connector's Init should (after bridgev2's Matrix connector registered its
+// handlers, before the appservice listens): the persisting middleware, the hold until
+// the first Replay, and the dispatch hook. The connector's Start must then call Replay
+// (in a goroutine) and may run PruneLoop.
+func (t *Tracker) Attach(as *appservice.AppService, ep *appservice.EventProcessor) error {
+	if err := t.Hook(ep); err != nil {
+		return err
+	}
+	as.Middleware = append(as.Middleware, t.Middleware(as))
+	t.HoldForReplay()
+	return nil
+}
