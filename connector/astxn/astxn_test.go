@@ -368,6 +368,32 @@ func TestReplayAfterCrash(t *testing.T) {
 	})
 }
 
+// TestReplayMaxAge: events stored longer ago than MaxAge are retired, not replayed.
+func TestReplayMaxAge(t *testing.T) {
+	sqltest.Run(t, func(t *testing.T, raw *dbutil.Database) {
+		ctx := context.Background()
+		db := openDB(t, raw)
+		base := time.UnixMilli(1_700_000_000_000)
+		now := base
+		db.Now = func() time.Time { return now }
+		for _, evtID := range []string{"$old", "$fresh"} {
+			if err := db.PutTxn(ctx, "txn-"+evtID, []database.TxnEvent{{EventID: evtID, Body: pdu(evtID, "m.room.message")}}); err != nil {
+				t.Fatal(err)
+			}
+			now = now.Add(48 * time.Hour)
+		}
+		tr := New(db)
+		tr.MaxAge = 24 * time.Hour
+		tr.Now = func() time.Time { return base.Add(49 * time.Hour) }
+		as := newAS()
+		if n, err := tr.Replay(ctx, as); err != nil || n != 1 {
+			t.Fatalf("replay: %d events, %v", n, err)
+		}
+		equal(t, "replayed", drain(as), []string{"$fresh"})
+		equal(t, "unhandled", unhandledIDs(t, db), []string{"$fresh"})
+	})
+}
+
 // TestReplayRefused: a replay the appservice refuses is an error and leaves the events
 // to be replayed again.
 func TestReplayRefused(t *testing.T) {
@@ -415,11 +441,14 @@ func TestHook(t *testing.T) {
 		}
 		ep.On(event.EventMessage, bridgeHandler)
 		ep.On(event.StateMember, bridgeHandler)
+		ep.On(event.EventReaction, bridgeHandler)
+		tr.Defer = func(_ context.Context, evt *event.Event) bool { return evt.Type == event.EventReaction }
 		if err := tr.Hook(ep); err != nil {
 			t.Fatal(err)
 		}
 
-		evts := []json.RawMessage{pdu("$ignored", "m.room.message"), pdu("$claimed", "m.room.message"), pdu("$join", "m.room.member")}
+		evts := []json.RawMessage{pdu("$ignored", "m.room.message"), pdu("$claimed", "m.room.message"),
+			pdu("$join", "m.room.member"), pdu("$deferred", "m.reaction")}
 		srv := serve(t, tr, as, nil)
 		if status, resp := put(t, srv, hsToken, "txn1", txnBody(evts)); status != http.StatusOK {
 			t.Fatalf("status %d: %s", status, resp)
@@ -427,10 +456,13 @@ func TestHook(t *testing.T) {
 		for range evts {
 			ep.Dispatch(ctx, <-as.Events)
 		}
-		equal(t, "bridge saw", order, []string{"$ignored handled=false", "$claimed handled=false", "$join handled=false"})
-		equal(t, "unhandled after dispatch", unhandledIDs(t, db), []string{"$claimed"})
-		if err := tr.MarkHandled(ctx, "$claimed"); err != nil {
-			t.Fatal(err)
+		equal(t, "bridge saw", order, []string{"$ignored handled=false", "$claimed handled=false",
+			"$join handled=false", "$deferred handled=false"})
+		equal(t, "unhandled after dispatch", unhandledIDs(t, db), []string{"$claimed", "$deferred"})
+		for _, evtID := range []string{"$claimed", "$deferred"} {
+			if err := tr.MarkHandled(ctx, evtID); err != nil {
+				t.Fatal(err)
+			}
 		}
 		equal(t, "unhandled after ack", unhandledIDs(t, db), nil)
 

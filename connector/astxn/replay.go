@@ -32,8 +32,20 @@ func (t *Tracker) Replay(ctx context.Context, as *appservice.AppService) (int, e
 		return 0, fmt.Errorf("failed to load unhandled events: %w", err)
 	}
 	ids := make([]string, 0, len(pending))
+	expired := 0
 	for _, evt := range pending {
+		if t.MaxAge > 0 && t.Now().Sub(evt.ReceivedAt) > t.MaxAge {
+			if err := t.MarkHandled(ctx, evt.EventID); err != nil {
+				return 0, fmt.Errorf("failed to retire expired event: %w", err)
+			}
+			expired++
+			continue
+		}
 		ids = append(ids, evt.EventID)
+	}
+	if expired > 0 {
+		zerolog.Ctx(ctx).Warn().Int("events", expired).Dur("max_age", t.MaxAge).
+			Msg("Not replaying appservice events stored too long ago")
 	}
 	fresh := t.takeFresh(ids, nil)
 	events := make([]json.RawMessage, 0, len(fresh))

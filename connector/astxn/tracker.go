@@ -76,8 +76,19 @@ type Tracker struct {
 
 	// MaxBody bounds a transaction body; larger ones are refused with 413.
 	MaxBody int64
-	// Now is the clock of pruning; tests replace it.
+	// Now is the clock of pruning and of MaxAge; tests replace it.
 	Now func() time.Time
+	// Defer, when set, says which events the dispatch hook leaves to the connector, as
+	// if claimed before bridgev2 returned. With portal_event_buffer above 0 bridgev2
+	// returns as soon as a portal event is queued, before the connector could Claim it:
+	// deferring the types the connector acks (messages, reactions, redactions in portal
+	// rooms) keeps them unhandled until the connector marks them.
+	Defer func(ctx context.Context, evt *event.Event) bool
+	// MaxAge, when above 0, bounds what Replay brings back: an event stored longer ago is
+	// marked handled without being replayed. It also retires deferred events bridgev2
+	// dropped before the connector saw them, which would otherwise come back on every
+	// start.
+	MaxAge time.Duration
 
 	mu sync.Mutex
 	// delivered holds the events this process passed to the appservice (from a
@@ -207,7 +218,7 @@ func (t *Tracker) afterDispatch(ctx context.Context, evt *event.Event) {
 	t.mu.Lock()
 	_, claimed := t.claimed[eventID]
 	t.mu.Unlock()
-	if claimed {
+	if claimed || (t.Defer != nil && t.Defer(ctx, evt)) {
 		return
 	}
 	if err := t.MarkHandled(ctx, eventID); err != nil {
