@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
+	"google.golang.org/protobuf/proto"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
@@ -24,10 +25,13 @@ import (
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/callbacks"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
 	bridgedb "github.com/matrix-meta-interop/matrix-meta-interop/database"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/socket"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore/sqltest"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waE2E"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waWa6"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simtest"
 )
 
@@ -201,8 +205,37 @@ func testClientAgainstSimulator(t *testing.T, db *dbutil.Database) {
 		t.Errorf("after the push got %s", msg.ID)
 	}
 
+	// Another connection for the account takes over: the login reports it and does not
+	// fight back.
+	token, _, err := c.DB.MintToken(ctx, "whatsapp", account.String(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	product := waWa6.ClientPayload_INTEROP
+	other := interop.NewClient(interop.Config{
+		Dial: interop.SocketDialer(socket.DialOptions{URL: env.Sim.GatewayURL("whatsapp"), RootKey: env.Sim.RootPublicKey("whatsapp"),
+			Payload: &waWa6.ClientPayload{Username: proto.Uint64(491701234567), Device: proto.Uint32(0), Product: &product,
+				InteropData: &waWa6.ClientPayload_InteropData{AccountID: proto.Uint64(simtest.IntegratorID), Token: []byte(token)}}}),
+		Handler: func(context.Context, interop.Event) {},
+	})
+	otherCtx, stopOther := context.WithCancel(ctx)
+	otherDone := make(chan struct{})
+	go func() {
+		defer close(otherDone)
+		_ = other.Run(otherCtx)
+	}()
+	st := waitState(t, mx, loginID, status.StateUnknownError, StateReplaced)
+	if st.Message != msgReplaced {
+		t.Errorf("message %q", st.Message)
+	}
+	waitFor(t, "the replaced run loop to stop", func() bool { return !client.IsLoggedIn() })
+	if !other.IsConnected() {
+		t.Error("the bridge fought the connection that took over")
+	}
+	stopOther()
+	<-otherDone
+
 	// The gateway rejects a revoked token: the login says to sign in again and stops.
-	client.Disconnect()
 	rejecting, err := callbacks.New(callbacks.Config{
 		Networks: []callbacks.Network{{Name: "whatsapp", IntegratorID: simtest.IntegratorID, Secret: []byte(secret)}},
 		Tokens:   revokingChecker{c.DB}, Pusher: c, Log: zerolog.Nop(),
@@ -212,7 +245,7 @@ func testClientAgainstSimulator(t *testing.T, db *dbutil.Database) {
 	}
 	sw.set(rejecting)
 	client.Connect(ctx)
-	st := waitState(t, mx, loginID, status.StateBadCredentials, StateTokenRejected)
+	st = waitState(t, mx, loginID, status.StateBadCredentials, StateTokenRejected)
 	if st.Message != msgTokenRejected {
 		t.Errorf("message %q", st.Message)
 	}
