@@ -307,8 +307,12 @@ func TestRetriedTransaction(t *testing.T) {
 		if status, resp := put(t, srv, hsToken, "txn2", resent); status != http.StatusOK {
 			t.Fatalf("status %d: %s", status, resp)
 		}
-		equal(t, "stored", unhandledIDs(t, db), []string{"$m1", "$m2", "$m3"})
-		equal(t, "delivered", drain(as), []string{"$m1", "$m2", "m.typing", "$m3"})
+		twice := txnBody([]json.RawMessage{pdu("$m4", "m.room.message"), pdu("$m4", "m.room.message")})
+		if status, resp := put(t, srv, hsToken, "txn3", twice); status != http.StatusOK {
+			t.Fatalf("status %d: %s", status, resp)
+		}
+		equal(t, "stored", unhandledIDs(t, db), []string{"$m1", "$m2", "$m3", "$m4"})
+		equal(t, "delivered", drain(as), []string{"$m1", "$m2", "m.typing", "$m3", "$m4"})
 	})
 }
 

@@ -132,11 +132,16 @@ func (t *Tracker) serveTxn(w http.ResponseWriter, r *http.Request, next http.Han
 		keep[i] = true
 	}
 	dropped := 0
+	kept := make(map[string]struct{}, len(fresh))
 	for k, i := range tracked {
-		if _, ok := fresh[ids[k]]; !ok {
+		_, isFresh := fresh[ids[k]]
+		_, twice := kept[ids[k]] // the same event twice in one transaction
+		if !isFresh || twice {
 			keep[i] = false
 			dropped++
+			continue
 		}
+		kept[ids[k]] = struct{}{}
 	}
 	if dropped > 0 {
 		log.Debug().Int("dropped", dropped).Msg("Dropping events already delivered or handled from retried transaction")

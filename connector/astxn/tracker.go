@@ -5,6 +5,18 @@
 // the appservice sees it, tracks which of them were handled, replays the rest on start,
 // and prunes old handled rows.
 //
+// What counts as handled: an event is handled once bridgev2 finished with it (the
+// dispatch hook, appended after bridgev2's handlers, marks it when they returned),
+// unless the connector claimed it (Claim) or Defer says it is the connector's: then the
+// connector marks it (MarkHandled) after the gateway acked its stanza or the event was
+// definitively refused. Events bridgev2 ignores (ghost and bot senders, non-portal
+// rooms, state it handles itself) are thus handled as soon as it ignored them.
+//
+// Wiring, in the network connector: in Init (after bridgev2's Matrix connector's Init,
+// before the appservice listens) Attach(mc.AS, mc.EventProcessor); in Start, after the
+// bridge database is upgraded, go Replay(ctx, mc.AS) and go PruneLoop(ctx, time.Hour,
+// 24*time.Hour).
+//
 // It must not import the parent connector package, the interop protocol client or the
 // simulator: it only knows the appservice, bridgev2's event processor and the bridge's
 // own database.
