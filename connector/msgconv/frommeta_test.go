@@ -86,6 +86,10 @@ func TestFromMeta(t *testing.T) {
 		{"emote", conversation("/me waves _slowly_"), want{msgType: event.MsgEmote, body: "waves _slowly_", html: "waves <em>slowly</em>"}},
 		{"too long", conversation(strings.Repeat("x", MaxTextBytes+1)), want{err: ErrTextTooLong}},
 		{"not text", &waE2E.Message{ImageMessage: &waE2E.ImageMessage{}}, want{err: ErrUnsupported}},
+		{"escaped line prefix", conversation("\u2060- not a list\n\u2060> nor a quote"), want{body: "- not a list\n> nor a quote"}},
+		{"doubled markers", conversation("**x** __y__"), want{body: "**x** __y__", html: "*<strong>x</strong>* _<em>y</em>_"}},
+		{"blank line between lists kept", conversation("- a\n\n- b"), want{body: "- a\n\n- b", html: "<ul><li>a</li></ul><br><ul><li>b</li></ul>"}},
+		{"invalid utf8 and nul", conversation("a\xff\x00b"), want{body: "a\ufffdb"}},
 		{"nil", nil, want{err: ErrInvalid}},
 	}
 	conv := testConverter()

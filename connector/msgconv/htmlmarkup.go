@@ -122,6 +122,11 @@ func joinPieces(pieces []piece, pre bool) string {
 	for _, p := range pieces {
 		switch p.kind {
 		case breakPiece:
+			if pendingLines > 0 {
+				// A break right after a block adds a blank line before what follows.
+				pendingLines++
+				continue
+			}
 			if !pre {
 				out = trimTrailingSpaces(out)
 			}
@@ -464,8 +469,8 @@ func isBoundary(r rune) bool {
 // Code and words that look like URLs are left alone, since an invisible character inside
 // a link would break it.
 func finishMarkup(s string) string {
-	s = strings.ReplaceAll(s, string(phPrefix), "")
-	if !strings.ContainsAny(s, "*_~`") {
+	s = escapeLinePrefixes(s)
+	if !strings.ContainsAny(s, "*_~`"+string(phCode)) {
 		return placeholderOut.Replace(s)
 	}
 	f := finisher{runes: []rune(s)}
@@ -491,8 +496,7 @@ func finishMarkup(s string) string {
 					f.inFence = !f.inFence
 					i += 2
 				} else {
-					f.b.WriteByte('`')
-					f.open[phCode-phBold] = !f.open[phCode-phBold]
+					f.inlineCode(i)
 				}
 			case isPlaceholder(r):
 				f.b.WriteString(placeholderOut.Replace(string(r)))
@@ -508,11 +512,74 @@ func finishMarkup(s string) string {
 	return f.b.String()
 }
 
+// escapeLinePrefixes puts a word joiner before a literal "> ", "- ", "* " or "1. " that
+// starts a line, which WhatsApp would show as a quote or list, and drops the marks of
+// the generated prefixes. Lines inside code blocks are left alone.
+func escapeLinePrefixes(s string) string {
+	lines := strings.Split(s, "\n")
+	inFence := false
+	for i, line := range lines {
+		generated := strings.Contains(line, string(phPrefix))
+		if generated {
+			line = strings.ReplaceAll(line, string(phPrefix), "")
+		} else if !inFence && looksLikeBlockPrefix(line) {
+			line = string(wordJoiner) + line
+		}
+		lines[i] = line
+		if strings.Count(line, phFence)%2 == 1 {
+			inFence = !inFence
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func looksLikeBlockPrefix(line string) bool {
+	if strings.HasPrefix(line, "> ") || strings.HasPrefix(line, "- ") || strings.HasPrefix(line, "* ") {
+		return true
+	}
+	digits := 0
+	for digits < len(line) && digits < 9 && line[digits] >= '0' && line[digits] <= '9' {
+		digits++
+	}
+	return digits > 0 && strings.HasPrefix(line[digits:], ". ")
+}
+
 type finisher struct {
-	runes   []rune
-	b       strings.Builder
-	open    [4]bool // per placeholder kind: inside a generated pair
-	inFence bool
+	runes     []rune
+	b         strings.Builder
+	open      [4]bool // per placeholder kind: inside a generated pair
+	inFence   bool
+	codeFence bool // the open inline code pair is written as ``` … ```
+}
+
+// inlineCode writes one backtick of an inline code pair. Single backticks only count
+// between boundaries, so a pair glued to letters (a<code>b</code>c) gets WhatsApp's
+// older ``` fences instead, which count anywhere.
+func (f *finisher) inlineCode(i int) {
+	const kind = phCode - phBold
+	if f.open[kind] {
+		f.open[kind] = false
+		if f.codeFence {
+			f.b.WriteString("```")
+		} else {
+			f.b.WriteByte('`')
+		}
+		return
+	}
+	f.open[kind] = true
+	j := i + 1
+	for j < len(f.runes) && f.runes[j] != phCode {
+		j++
+	}
+	bare := func(k int) bool {
+		return k < 0 || k >= len(f.runes) || isBoundary(f.runes[k]) || isPlaceholder(f.runes[k])
+	}
+	f.codeFence = !bare(i-1) || !bare(j+1)
+	if f.codeFence {
+		f.b.WriteString("```")
+	} else {
+		f.b.WriteByte('`')
+	}
 }
 
 // isOpen tells whether a generated marker r is (at this point of the output) open.
@@ -542,6 +609,16 @@ func (f *finisher) escapedMarker(i int) {
 	escape := couldOpen || couldClose
 	before := escape && !prevCloser
 	after := escape && !nextOpener
+	// Beside a generated marker only one side can take a joiner, and that joiner leaves
+	// the marker able to open (after a closer) or to close (before an opener). Either is
+	// harmless unless it meets a pair of its own kind, so pick by whether one is open.
+	insideSame := f.open[strings.IndexRune("*_~`", f.runes[i])]
+	if prevCloser {
+		after = after && insideSame
+	}
+	if nextOpener {
+		before = before && !insideSame
+	}
 	if before {
 		f.b.WriteRune(wordJoiner)
 	}

@@ -57,9 +57,14 @@ const (
 func (m *markupToHTML) render() string {
 	lines := m.splitLines()
 	prevKind := -1
+	prevEmpty := false
 	for i := range lines {
 		kind, num := m.classify(&lines[i])
 		if kind != prevKind {
+			if prevKind == lineText && prevEmpty && i > 1 {
+				// A blank line between blocks would vanish without a break.
+				m.out.WriteString("<br>")
+			}
 			m.closeGroup(prevKind)
 			m.openGroup(kind, num)
 		} else if kind == lineText || kind == lineQuote {
@@ -73,6 +78,7 @@ func (m *markupToHTML) render() string {
 			m.out.WriteString("</li>")
 		}
 		prevKind = kind
+		prevEmpty = len(lines[i].segs) == 1 && lines[i].segs[0].start == lines[i].segs[0].end
 	}
 	m.closeGroup(prevKind)
 	return m.out.String()
@@ -255,7 +261,8 @@ func (m *markupToHTML) inline(s string) {
 }
 
 func (p *inlineParser) canOpen(i int) bool {
-	// A doubled marker (** or __) is literal on both sides, as is a marker at the end.
+	// A marker whose twin is inside (** opening, ** closing) does not count, nor one at
+	// the end; a twin outside does not matter, so *x** is bold x and a literal star.
 	if i+1 >= len(p.s) || p.s[i+1] == p.s[i] {
 		return false
 	}
@@ -305,7 +312,7 @@ func (p *inlineParser) render(lo, hi int, active uint8) {
 			continue
 		}
 		j := p.nextCloser(k, i+2, hi)
-		if j < 0 {
+		if j < 0 || strings.Trim(p.s[i+1:j], "\u2060") == "" {
 			continue
 		}
 		p.m.literal(stripJoiners(p.s, textStart, i))
@@ -365,18 +372,30 @@ func stripJoiners(s string, lo, hi int) string {
 	}
 	var b strings.Builder
 	for i := lo; i < hi; {
-		if strings.HasPrefix(s[i:hi], wj) {
-			before := i > 0 && isMarker(s[i-1])
-			after := i+len(wj) < len(s) && isMarker(s[i+len(wj)])
-			if before || after {
-				i += len(wj)
-				continue
-			}
+		if !strings.HasPrefix(s[i:hi], wj) {
+			b.WriteByte(s[i])
+			i++
+			continue
 		}
-		b.WriteByte(s[i])
-		i++
+		// A run of joiners goes as one: the escapes of a line prefix and of a marker meet.
+		e := i
+		for strings.HasPrefix(s[e:], wj) {
+			e += len(wj)
+		}
+		before := i > 0 && isMarker(s[i-1])
+		after := e < len(s) && isMarker(s[e])
+		// escapeLinePrefixes puts one before a line's literal quote or list prefix.
+		lineStart := (i == 0 || s[i-1] == '\n') && e < len(s) && isPrefixStart(s[e])
+		if !before && !after && !lineStart {
+			b.WriteString(s[i:min(e, hi)])
+		}
+		i = min(e, hi)
 	}
 	return b.String()
+}
+
+func isPrefixStart(b byte) bool {
+	return b == '>' || b == '-' || b == '*' || b >= '0' && b <= '9'
 }
 
 // plainBody is the Matrix body for a WhatsApp text: the text with word joiners beside

@@ -168,3 +168,40 @@ func FuzzToMeta(f *testing.F) {
 		}
 	})
 }
+
+// normHTML drops what does not change meaning: whitespace, <br> versus a space, and a
+// lone code block versus inline code.
+func normHTML(s string) string {
+	s = strings.NewReplacer("<pre><code>", "<code>", "</code></pre>", "</code>", "<br>", " ").Replace(s)
+	return strings.Join(strings.Fields(s), "")
+}
+
+// FuzzRoundTripMeta checks that WhatsApp text rendered for Matrix, sent back to WhatsApp
+// and rendered again means the same: escaping and markup generation lose nothing.
+func FuzzRoundTripMeta(f *testing.F) {
+	for _, s := range []string{"*a* _b_ ~c~ `d`", "```x\n*y*```", "> q\n- a\n1. b", "@491701234567 hi", "*_~`",
+		"a *b _c_ d* e", "_0_~ ~0~", "* 0\n\n* 00", " * *0*", "0 _0_~~`0`", "a```b```c"} {
+		f.Add(s)
+	}
+	conv := testConverter()
+	ctx := context.Background()
+	info := MetaInfo{Chat: jidWA, Sender: jidWA}
+	f.Fuzz(func(t *testing.T, text string) {
+		cm, err := conv.FromMeta(ctx, info, mentioning(text, jidWA.String()))
+		if err != nil {
+			return
+		}
+		first := cm.Parts[0].Content
+		msg, err := conv.ToMeta(ctx, first, nil)
+		if err != nil {
+			return
+		}
+		cm, err = conv.FromMeta(ctx, info, msg)
+		if err != nil {
+			t.Fatalf("second pass failed: %v", err)
+		}
+		if second := cm.Parts[0].Content; normHTML(first.FormattedBody) != normHTML(second.FormattedBody) {
+			t.Fatalf("in %q\nhtml   %q\nmarkup %q\nhtml   %q", text, first.FormattedBody, TextOnly(msg), second.FormattedBody)
+		}
+	})
+}
