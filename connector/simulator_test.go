@@ -85,43 +85,90 @@ func TestClientAgainstSimulator(t *testing.T) {
 	sqltest.Run(t, testClientAgainstSimulator)
 }
 
-func testClientAgainstSimulator(t *testing.T, db *dbutil.Database) {
-	ctx := context.Background()
-	sw := &switchHandler{}
-	sw.set(http.NotFoundHandler())
-	srv := httptest.NewServer(sw)
+// simBridge is a bridge whose networks are a simulator's gateways, with the
+// simulator's callbacks for both networks going to the connector's own handler.
+type simBridge struct {
+	env     *simtest.Env
+	c       *InteropConnector
+	br      *bridgev2.Bridge
+	mx      *stubMatrix
+	q       *queued
+	sw      *switchHandler
+	secrets map[string]string
+}
+
+func startSimBridge(t *testing.T, db *dbutil.Database) *simBridge {
+	t.Helper()
+	sb := &simBridge{sw: &switchHandler{}, q: &queued{events: make(chan bridgev2.RemoteEvent, 16)},
+		secrets: map[string]string{"whatsapp": strings.Repeat("wa-s3cret-", 4), "messenger": strings.Repeat("msgr-s3cret-", 3)}}
+	sb.sw.set(http.NotFoundHandler())
+	srv := httptest.NewServer(sb.sw)
 	t.Cleanup(srv.Close)
-	secret := strings.Repeat("s3cret-", 6)
 	p := simtest.NewProvider(t)
 	simCfg := simtest.Config(p)
-	in := &simCfg.Network("whatsapp").Integrators[0]
-	in.CallbackBase, in.CallbackSecret = srv.URL, secret
-	env := simtest.StartWith(t, p, simCfg)
-
-	c := newTestConnector(t, func(nc *config.NetworkConfig) {
-		nc.WhatsApp.GatewayURL = env.Sim.GatewayURL("whatsapp")
-		nc.WhatsApp.IntegratorID = simtest.IntegratorID
-		nc.WhatsApp.CallbackSecret = secret
-		nc.WhatsApp.RootPublicKey = base64.StdEncoding.EncodeToString(env.Sim.RootPublicKey("whatsapp"))
+	for name, secret := range sb.secrets {
+		in := &simCfg.Network(name).Integrators[0]
+		in.CallbackBase, in.CallbackSecret = srv.URL, secret
+	}
+	sb.env = simtest.StartWith(t, p, simCfg)
+	sb.c = newTestConnector(t, func(nc *config.NetworkConfig) {
+		nc.Messenger = testSection(simtest.IntegratorID, "Messenger")
+		for name, sec := range map[string]*config.NetworkSection{"whatsapp": &nc.WhatsApp, "messenger": &nc.Messenger} {
+			sec.GatewayURL = sb.env.Sim.GatewayURL(name)
+			sec.IntegratorID = simtest.IntegratorID
+			sec.CallbackSecret = sb.secrets[name]
+			sec.RootPublicKey = base64.StdEncoding.EncodeToString(sb.env.Sim.RootPublicKey(name))
+		}
 	})
-	q := &queued{events: make(chan bridgev2.RemoteEvent, 16)}
-	c.queueRemoteEvent = q.queue
-	br, mx := newTestBridge(t, db, c)
+	sb.c.queueRemoteEvent = sb.q.queue
+	sb.br, sb.mx = newTestBridge(t, db, sb.c)
 	mux := http.NewServeMux()
-	c.Callbacks.Mount(mux)
-	sw.set(mux)
+	sb.c.Callbacks.Mount(mux)
+	sb.sw.set(mux)
+	return sb
+}
+
+// login logs @alice in with number on network through the login flow.
+func (sb *simBridge) login(t *testing.T, network, number string) {
+	t.Helper()
+	ctx := context.Background()
+	alice, err := sb.br.GetUserByMXID(ctx, "@alice:test.invalid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc, _ := sb.c.CreateLogin(ctx, alice, LoginFlowIDPhoneNumber)
+	if _, err := proc.(bridgev2.LoginProcessUserInput).SubmitUserInput(ctx, map[string]string{"network": network, "phone_number": "+" + number}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A Messenger login connects with the Messenger product and its own secret.
+func TestMessengerLoginAgainstSimulator(t *testing.T) {
+	sb := startSimBridge(t, sqltest.SQLite(t))
+	sb.login(t, "messenger", "33612345678")
+	waitState(t, sb.mx, "messenger:1-33612345678", status.StateConnected, "")
+	var acc struct {
+		Network string
+		HasKeys bool `json:"has_keys"`
+	}
+	waitFor(t, "keys on the Messenger gateway", func() bool {
+		return sb.env.Call(t, "GET", "/v1/accounts/1-33612345678@interop?network=messenger", nil, &acc) == 200 && acc.HasKeys
+	})
+	if acc.Network != "messenger" {
+		t.Errorf("account on %q", acc.Network)
+	}
+}
+
+func testClientAgainstSimulator(t *testing.T, db *dbutil.Database) {
+	ctx := context.Background()
+	sb := startSimBridge(t, db)
+	env, c, br, mx, q, sw := sb.env, sb.c, sb.br, sb.mx, sb.q, sb.sw
+	secret := sb.secrets["whatsapp"]
 
 	const number = "491701234567"
 	account := jid.Interop(simtest.IntegratorID, number)
 	loginID := string(ids.MakeUserLoginID(ids.WhatsApp, account))
-	alice, err := br.GetUserByMXID(ctx, "@alice:test.invalid")
-	if err != nil {
-		t.Fatal(err)
-	}
-	proc, _ := c.CreateLogin(ctx, alice, LoginFlowIDPhoneNumber)
-	if _, err := proc.(bridgev2.LoginProcessUserInput).SubmitUserInput(ctx, map[string]string{"network": "whatsapp", "phone_number": "+" + number}); err != nil {
-		t.Fatal(err)
-	}
+	sb.login(t, "whatsapp", number)
 	waitState(t, mx, loginID, status.StateConnected, "")
 	client := br.GetCachedUserLoginByID(networkid.UserLoginID(loginID)).Client.(*InteropClient)
 	if !client.IsLoggedIn() || !client.IsConnected() {
