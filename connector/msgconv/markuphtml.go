@@ -78,7 +78,8 @@ func (m *markupToHTML) render() string {
 			m.out.WriteString("</li>")
 		}
 		prevKind = kind
-		prevEmpty = len(lines[i].segs) == 1 && lines[i].segs[0].start == lines[i].segs[0].end
+		prevEmpty = len(lines[i].segs) == 1 && !lines[i].segs[0].fence &&
+			strings.TrimSpace(m.text[lines[i].segs[0].start:lines[i].segs[0].end]) == ""
 	}
 	m.closeGroup(prevKind)
 	return m.out.String()
@@ -309,6 +310,10 @@ func (p *inlineParser) render(lo, hi int, active uint8) {
 	for i := lo; i < hi; i++ {
 		k := kindOf(p.s[i])
 		if k < 0 || active&(1<<k) != 0 || !p.canOpen(i) {
+			continue
+		}
+		if i == textStart && i > lo && p.s[i-1] == p.s[i] {
+			// *a** is bold a and a literal star, never the start of a second span.
 			continue
 		}
 		j := p.nextCloser(k, i+2, hi)

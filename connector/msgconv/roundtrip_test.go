@@ -180,7 +180,7 @@ func normHTML(s string) string {
 // and rendered again means the same: escaping and markup generation lose nothing.
 func FuzzRoundTripMeta(f *testing.F) {
 	for _, s := range []string{"*a* _b_ ~c~ `d`", "```x\n*y*```", "> q\n- a\n1. b", "@491701234567 hi", "*_~`",
-		"a *b _c_ d* e", "_0_~ ~0~", "* 0\n\n* 00", " * *0*", "0 _0_~~`0`", "a```b```c"} {
+		"a *b _c_ d* e", "_0_~ ~0~", "* 0\n\n* 00", " * *0*", "0 _0_~~`0`", "a```b```c", "* 0\n \n* 00"} {
 		f.Add(s)
 	}
 	conv := testConverter()
