@@ -14,18 +14,19 @@ package connector
 import (
 	"context"
 	"fmt"
-
 	"time"
 
 	"github.com/rs/zerolog"
 	up "go.mau.fi/util/configupgrade"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/bridgev2/database"
 
 	matrixmetainterop "github.com/matrix-meta-interop/matrix-meta-interop"
 	"github.com/matrix-meta-interop/matrix-meta-interop/config"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/callbacks"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/verify"
 	bridgedb "github.com/matrix-meta-interop/matrix-meta-interop/database"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore"
 )
@@ -43,6 +44,9 @@ type InteropConnector struct {
 	// Verifiers prove that a Matrix user owns the number they log in with; the first
 	// one that vouches for a number wins (see identity.go).
 	Verifiers []NumberVerifier
+	// admin holds the number assignment commands and provisioning routes, when
+	// identity.admin_assigned_numbers is on.
+	admin *verify.Admin
 
 	// DB holds the bridge's own tables (login tokens); Store the Signal state of every
 	// login's account. Both live in the bridge's database and are set up by Init.
@@ -117,7 +121,13 @@ func (c *InteropConnector) Init(bridge *bridgev2.Bridge) {
 	c.Bridge = bridge
 	c.DB = bridgedb.New(bridge.DB.Database, bridge.Log.With().Str("db_section", "interop_bridge").Logger())
 	c.Store = sqlstore.New(bridge.DB.Database, bridge.Log.With().Str("db_section", "interop_store").Logger())
-	c.Verifiers = append(c.Verifiers, c.configuredVerifiers()...)
+	c.Verifiers = append(c.Verifiers, c.configuredVerifiers(bridge)...)
+	if c.Config.Identity.AdminAssignedNumbers {
+		c.admin = &verify.Admin{DB: c.DB, Networks: c.Config.EnabledNetworks()}
+		if proc, ok := bridge.Commands.(*commands.Processor); ok {
+			proc.AddHandlers(c.admin.Commands()...)
+		}
+	}
 }
 
 // Start validates the config if mxmain did not (tests, other mains) and tells the
@@ -150,6 +160,12 @@ func (c *InteropConnector) Start(ctx context.Context) error {
 			"with ANY phone number and receive that number's chats. Use this only for tests and demos. !!!")
 	}
 	c.warnMissingVerifiers(ctx)
+	if c.admin != nil && c.Bridge != nil {
+		// bridgev2 builds the provisioning router when the Matrix side starts.
+		if mx, ok := c.Bridge.Matrix.(bridgev2.MatrixConnectorWithProvisioning); ok && mx.GetProvisioning() != nil {
+			c.admin.RegisterProvisioning(mx.GetProvisioning())
+		}
+	}
 	return nil
 }
 

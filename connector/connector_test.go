@@ -404,9 +404,10 @@ func TestStartWarnings(t *testing.T) {
 		notWant  []string
 	}{
 		{"unverified numbers", config.IdentityConfig{AllowUnverifiedNumbers: true},
-			[]string{"allow_unverified_numbers is ON"}, []string{"cannot check threepids"}},
-		{"verifiers not built", config.IdentityConfig{SynapseAdminToken: "syt_secret_token", AdminAssignedNumbers: true},
-			[]string{"cannot check threepids", "no assignment command"}, []string{"allow_unverified_numbers is ON", "syt_secret_token"}},
+			[]string{"allow_unverified_numbers is ON"}, []string{"threepid check could not be set up"}},
+		// Without Init (no bridge) the configured checks could not be set up.
+		{"verifiers missing", config.IdentityConfig{SynapseAdminToken: "syt_secret_token", AdminAssignedNumbers: true},
+			[]string{"threepid check could not be set up", "assignment check is missing"}, []string{"allow_unverified_numbers is ON", "syt_secret_token"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

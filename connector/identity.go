@@ -6,39 +6,35 @@ import (
 	"fmt"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/verify"
 )
 
-// Verification says how a Matrix user proved they own a phone number.
-type Verification string
+// Verification says how a Matrix user proved they own a phone number (stored with the
+// login). It is verify.Method so that the verifiers in connector/verify, which cannot
+// import this package, satisfy NumberVerifier.
+type Verification = verify.Method
 
 const (
 	// VerifiedByThreepid: the number is a verified msisdn threepid of the Matrix user
 	// on the homeserver (Synapse admin API, identity.synapse_admin_token).
-	VerifiedByThreepid Verification = "threepid"
+	VerifiedByThreepid = verify.MethodThreepid
 	// VerifiedByAdmin: a bridge admin assigned the number to the Matrix user
 	// (identity.admin_assigned_numbers).
-	VerifiedByAdmin Verification = "admin_assigned"
+	VerifiedByAdmin = verify.MethodAdminAssigned
 	// Unverified: no proof; only possible with identity.allow_unverified_numbers.
-	Unverified Verification = "unverified"
+	Unverified = verify.MethodUnverified
 )
 
 // ErrNumberNotVerified is returned by a NumberVerifier that cannot vouch for a number.
-var ErrNumberNotVerified = errors.New("phone number is not verified for this Matrix user")
+var ErrNumberNotVerified = verify.ErrNotVerified
 
 // NumberVerifier proves that a Matrix user owns a phone number. Meta enlists the
 // number as a third-party account that receives its chats, so the bridge must never
 // let someone claim a number that is not theirs.
-//
-// TODO(identity): two implementations belong here, appended to
-// InteropConnector.Verifiers by configuredVerifiers:
-//   - threepid: when identity.synapse_admin_token is set, GET
-//     {homeserver}/_synapse/admin/v2/users/{mxid} and accept when "threepids" holds
-//     {"medium": "msisdn", "address": number} (Synapse stores msisdns as digits
-//     without "+") with a validated_at;
-//   - admin assignment: when identity.admin_assigned_numbers is on, a bridge admin
-//     command stores (mxid, number) in the connector's own table, and the verifier
-//     accepts exactly those pairs.
 type NumberVerifier interface {
 	// Method names the proof this verifier gives, stored with the login.
 	Method() Verification
@@ -48,10 +44,24 @@ type NumberVerifier interface {
 	VerifyNumber(ctx context.Context, mxid id.UserID, number string) error
 }
 
-// configuredVerifiers builds the verifiers the identity config asks for. None exists
-// yet (see the TODO on NumberVerifier); Start warns about the ones configured but missing.
-func (c *InteropConnector) configuredVerifiers() []NumberVerifier {
-	return nil
+// configuredVerifiers builds the verifiers the identity config asks for: the Synapse
+// threepid check when an admin token is set, and admin assignments when allowed.
+func (c *InteropConnector) configuredVerifiers(bridge *bridgev2.Bridge) []NumberVerifier {
+	var out []NumberVerifier
+	if token := c.Config.Identity.SynapseAdminToken; token != "" {
+		mx, ok := bridge.Matrix.(*matrix.Connector)
+		if !ok {
+			bridge.Log.Warn().Msg("identity.synapse_admin_token is set, but the Matrix connector has no homeserver address")
+		} else if v, err := verify.NewThreepid(mx.Config.Homeserver.Address, token, nil); err != nil {
+			bridge.Log.Err(err).Msg("Failed to set up the Synapse threepid check")
+		} else {
+			out = append(out, v)
+		}
+	}
+	if c.Config.Identity.AdminAssignedNumbers {
+		out = append(out, &verify.Assigned{DB: c.DB})
+	}
+	return out
 }
 
 func (c *InteropConnector) hasVerifier(method Verification) bool {
@@ -66,10 +76,10 @@ func (c *InteropConnector) hasVerifier(method Verification) bool {
 func (c *InteropConnector) warnMissingVerifiers(ctx context.Context) {
 	log := zerolog.Ctx(ctx)
 	if c.Config.Identity.SynapseAdminToken != "" && !c.hasVerifier(VerifiedByThreepid) {
-		log.Warn().Msg("identity.synapse_admin_token is set, but this build cannot check threepids yet; logins relying on it will be refused")
+		log.Warn().Msg("identity.synapse_admin_token is set, but the threepid check could not be set up (see above); logins relying on it will be refused")
 	}
 	if c.Config.Identity.AdminAssignedNumbers && !c.hasVerifier(VerifiedByAdmin) {
-		log.Warn().Msg("identity.admin_assigned_numbers is on, but this build has no assignment command yet; logins relying on it will be refused")
+		log.Warn().Msg("identity.admin_assigned_numbers is on, but the assignment check is missing; logins relying on it will be refused")
 	}
 }
 

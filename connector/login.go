@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/verify"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 )
 
@@ -209,7 +210,8 @@ func (c *InteropConnector) prepareLogin(ctx context.Context, mxid id.UserID, inp
 	if !ids.IsEEANumber(number) {
 		return nil, ErrLoginRegion
 	}
-	verification, err := c.verifyNumber(ctx, mxid, number)
+	// Assignments are per network; the verifiers read it from the context.
+	verification, err := c.verifyNumber(verify.WithNetwork(ctx, string(network)), mxid, number)
 	if errors.Is(err, ErrNumberNotVerified) {
 		return nil, ErrLoginUnverified
 	} else if err != nil {
