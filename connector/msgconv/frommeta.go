@@ -92,7 +92,8 @@ func (c *Converter) textPart(ctx context.Context, msg *waE2E.Message) (*bridgev2
 	conv := markupToHTML{text: text, pills: pills}
 	formatted := conv.render()
 	content.Body = plainBody(text, pills)
-	if conv.formatted {
+	// Escaped literal markers need HTML too: sent back from a plain body they would format.
+	if conv.formatted || stripJoiners(text, 0, len(text)) != text {
 		content.Format = event.FormatHTML
 		content.FormattedBody = formatted
 	}

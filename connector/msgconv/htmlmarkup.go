@@ -367,8 +367,20 @@ func (h *htmlToMarkup) pre(n *html.Node, st markupState) string {
 		return ""
 	}
 	// A fence inside the code would end the block early; break it invisibly.
+	return phFence + fenceSafe(code) + phFence
+}
+
+// fenceSafe keeps code from ending its ``` fence early: a fence inside is broken with a
+// word joiner, and so is a backtick at either end, which would merge with the fence.
+func fenceSafe(code string) string {
 	code = strings.ReplaceAll(code, "```", "``\u2060`")
-	return phFence + code + phFence
+	if strings.HasPrefix(code, "`") {
+		code = "\u2060" + code
+	}
+	if strings.HasSuffix(code, "`") {
+		code += "\u2060"
+	}
+	return code
 }
 
 func (h *htmlToMarkup) inlineCode(n *html.Node, st markupState) string {
@@ -383,7 +395,7 @@ func (h *htmlToMarkup) inlineCode(n *html.Node, st markupState) string {
 	fence := string(phCode)
 	if strings.Contains(code, "`") {
 		fence = phFence
-		code = strings.ReplaceAll(code, "```", "``\u2060`")
+		code = fenceSafe(code)
 	}
 	lines := strings.Split(code, "\n")
 	for i, line := range lines {

@@ -211,7 +211,7 @@ func (m *markupToHTML) renderLine(l logicalLine) {
 			continue
 		}
 		m.formatted = true
-		code := m.text[seg.start:seg.end]
+		code := unfenceSafe(m.text[seg.start:seg.end])
 		if alone || strings.Contains(code, "\n") {
 			code = strings.TrimPrefix(code, "\n")
 			code = strings.TrimSuffix(code, "\n")
@@ -220,6 +220,19 @@ func (m *markupToHTML) renderLine(l logicalLine) {
 			m.out.WriteString("<code>" + html.EscapeString(code) + "</code>")
 		}
 	}
+}
+
+// unfenceSafe undoes fenceSafe.
+func unfenceSafe(code string) string {
+	const wj = "\u2060"
+	code = strings.ReplaceAll(code, "``"+wj+"`", "```")
+	if rest, ok := strings.CutPrefix(code, wj); ok && strings.HasPrefix(rest, "`") {
+		code = rest
+	}
+	if rest, ok := strings.CutSuffix(code, wj); ok && strings.HasSuffix(rest, "`") {
+		code = rest
+	}
+	return code
 }
 
 var markerKinds = [...]struct {
