@@ -11,9 +11,12 @@
 //     text starting with "/me " becomes an m.emote again. Notices are sent as plain text.
 //   - WhatsApp markup has no escape character. A literal *, _, ~ or ` from a Matrix HTML
 //     text node that could open or close formatting gets an invisible U+2060 WORD JOINER
-//     beside it, which stops WhatsApp from pairing it; incoming text drops a word joiner
-//     next to such a marker again. Plain (non-HTML) Matrix bodies are sent verbatim:
-//     whoever typed *x* without a formatter meant WhatsApp's emphasis.
+//     on each side, which stops WhatsApp from pairing it, and so does a literal "> ",
+//     "- " or "1. " starting a line; incoming text drops those joiners again (and then
+//     carries HTML, so the escape survives a trip back). Plain (non-HTML) Matrix bodies
+//     are sent verbatim: whoever typed *x* without a formatter meant WhatsApp's emphasis.
+//     Known limit: a literal marker glued to generated formatting (<b>x</b>*y*) can only
+//     be escaped on one side, since a joiner there would break the formatting.
 //   - Texts over MaxTextBytes are refused in both directions with ErrTextTooLong.
 package msgconv
 
