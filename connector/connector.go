@@ -24,6 +24,7 @@ import (
 
 	matrixmetainterop "github.com/matrix-meta-interop/matrix-meta-interop"
 	"github.com/matrix-meta-interop/matrix-meta-interop/config"
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/astxn"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/callbacks"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/verify"
@@ -47,6 +48,8 @@ type InteropConnector struct {
 	// admin holds the number assignment commands and provisioning routes, when
 	// identity.admin_assigned_numbers is on.
 	admin *verify.Admin
+	// tracker persists appservice transactions before they are acknowledged.
+	tracker *astxn.Tracker
 
 	// DB holds the bridge's own tables (login tokens); Store the Signal state of every
 	// login's account. Both live in the bridge's database and are set up by Init.
@@ -121,6 +124,7 @@ func (c *InteropConnector) Init(bridge *bridgev2.Bridge) {
 	c.Bridge = bridge
 	c.DB = bridgedb.New(bridge.DB.Database, bridge.Log.With().Str("db_section", "interop_bridge").Logger())
 	c.Store = sqlstore.New(bridge.DB.Database, bridge.Log.With().Str("db_section", "interop_store").Logger())
+	c.attachTracker(bridge)
 	c.Verifiers = append(c.Verifiers, c.configuredVerifiers(bridge)...)
 	if c.Config.Identity.AdminAssignedNumbers {
 		c.admin = &verify.Admin{DB: c.DB, Networks: c.Config.EnabledNetworks()}
@@ -143,6 +147,7 @@ func (c *InteropConnector) Start(ctx context.Context) error {
 		if err := c.startDatabase(ctx); err != nil {
 			return err
 		}
+		c.startTracker()
 	}
 	for _, name := range c.Config.EnabledNetworks() {
 		s, _ := c.Config.Section(name)

@@ -26,6 +26,11 @@ const sendTimeout = 2 * time.Minute
 // HandleMatrixMessage sends a Matrix text, notice or emote to the 1:1 peer of the
 // portal. Refusals come back as a notice in the room with a message per code.
 func (ic *InteropClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
+	// Sent or refused for good (the sender sees the status): either way it must not be
+	// replayed after a restart. A crash before this point leaves it to the replay.
+	if msg != nil {
+		defer ic.Main.markHandled(ctx, msg.Event)
+	}
 	if msg == nil || msg.Content == nil || msg.Portal == nil {
 		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("sending: %w", ErrNotImplemented)).
 			WithIsCertain(true).WithSendNotice(true).WithErrorReason(event.MessageStatusUnsupported).

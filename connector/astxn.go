@@ -1,0 +1,77 @@
+package connector
+
+import (
+	"context"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/matrix"
+	"maunium.net/go/mautrix/event"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/astxn"
+)
+
+// Matrix events the homeserver gave us but we never handled are replayed after a
+// restart for at most this long; older ones would surprise the people in the room.
+const replayMaxAge = 24 * time.Hour
+
+// attachTracker persists every appservice transaction before it is acknowledged (see
+// connector/astxn). Messages in portal rooms stay unhandled until HandleMatrixMessage
+// returns; everything else counts as handled once bridgev2's handlers returned.
+func (c *InteropConnector) attachTracker(bridge *bridgev2.Bridge) {
+	mx, ok := bridge.Matrix.(*matrix.Connector)
+	if !ok || mx.AS == nil || mx.EventProcessor == nil {
+		return
+	}
+	t := astxn.New(c.DB)
+	t.MaxAge = replayMaxAge
+	t.Defer = c.handledByConnector
+	if err := t.Attach(mx.AS, mx.EventProcessor); err != nil {
+		bridge.Log.Warn().Err(err).Msg("Matrix transactions are not persisted before they are acknowledged")
+		return
+	}
+	c.tracker = t
+}
+
+// handledByConnector says which events the connector marks handled itself: messages
+// in portal rooms, which reach HandleMatrixMessage.
+func (c *InteropConnector) handledByConnector(ctx context.Context, evt *event.Event) bool {
+	if evt.Type != event.EventMessage || c.Bridge.IsGhostMXID(evt.Sender) {
+		return false
+	}
+	portal, err := c.Bridge.GetPortalByMXID(ctx, evt.RoomID)
+	return err == nil && portal != nil
+}
+
+// startTracker replays what the last run received but did not handle, and prunes old
+// rows. It runs after the Matrix side started, which holds new transactions until
+// the replay is done.
+func (c *InteropConnector) startTracker() {
+	mx, ok := c.Bridge.Matrix.(*matrix.Connector)
+	if c.tracker == nil || !ok {
+		return
+	}
+	ctx := c.Bridge.BackgroundCtx
+	log := c.Bridge.Log.With().Str("component", "astxn").Logger()
+	ctx = log.WithContext(ctx)
+	go func() {
+		n, err := c.tracker.Replay(ctx, mx.AS)
+		if err != nil {
+			log.Err(err).Msg("Failed to replay unhandled Matrix events")
+		} else if n > 0 {
+			log.Info().Int("count", n).Msg("Replayed Matrix events received before the last stop")
+		}
+	}()
+	go c.tracker.PruneLoop(ctx, time.Hour, replayMaxAge)
+}
+
+// markHandled records that a Matrix event was bridged or definitively refused.
+func (c *InteropConnector) markHandled(ctx context.Context, evt *event.Event) {
+	if c.tracker == nil || evt == nil {
+		return
+	}
+	if err := c.tracker.MarkHandled(ctx, evt.ID.String()); err != nil {
+		zerolog.Ctx(ctx).Err(err).Stringer("event_id", evt.ID).Msg("Failed to mark Matrix event handled")
+	}
+}
