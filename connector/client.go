@@ -191,10 +191,12 @@ func (ic *InteropClient) dial(ctx context.Context) (interop.FrameConn, error) {
 	return interop.SocketDialer(socket.DialOptions{URL: section.GatewayURL, RootKey: section.RootKey(), Payload: payload})(ctx)
 }
 
-// run keeps the connection until Disconnect or a terminal refusal, then says why it
-// stopped.
+// run replays the outbox, then keeps the connection until Disconnect or a terminal
+// refusal, then says why it stopped.
 func (ic *InteropClient) run(ctx context.Context, acc *interop.Account, done chan struct{}) {
 	defer close(done)
+	// Messages acked but not bridged before a crash or a failed queueing go first.
+	ic.replayIncoming(ctx)
 	err := acc.Run(ctx)
 	ic.lock.Lock()
 	if ic.done == done {
@@ -331,6 +333,9 @@ func (ic *InteropClient) LogoutRemote(ctx context.Context) {
 	}
 	if err := ic.Main.Store.DeleteAccount(ctx, ic.Account); err != nil {
 		log.Err(err).Msg("Failed to delete the account's Signal identity")
+	}
+	if err := ic.Main.DB.DeleteLoginIncoming(ctx, string(ic.UserLogin.ID)); err != nil {
+		log.Err(err).Msg("Failed to delete the account's unbridged incoming messages")
 	}
 	ic.lock.Lock()
 	ic.acc = nil

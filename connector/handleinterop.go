@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -11,34 +12,42 @@ import (
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/msgconv"
+	bridgedb "github.com/matrix-meta-interop/matrix-meta-interop/database"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/stanza"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waE2E"
 )
 
-// handleMessage decrypts one <message> and bridges its text.
+// handleMessage decrypts one <message> and bridges it through the outbox.
 //
-// Ordering of the ack: Account.HandleMessage acks after deliver returned and the
-// ratchet step committed. deliver runs inside the Signal store's transaction, which
-// on SQLite holds the database's write lock (_txlock=immediate), so bridgev2 cannot
-// handle the event from inside deliver: its own writes would wait for that lock.
-// deliver therefore only keeps the decrypted message, and the event is queued right
-// after the commit and ack. A crash between the two loses the message.
-// TODO: close that gap with an outbox table in database/ written with deliver's ctx
-// (so it commits with the ratchet step) and replayed on Connect.
+// Account.HandleMessage acks after deliver returned and the ratchet step committed.
+// deliver runs inside the Signal store's transaction, which on SQLite holds the
+// database's write lock (_txlock=immediate), so bridgev2 cannot handle the event from
+// inside deliver: its own writes would wait for that lock. deliver therefore only
+// writes the message to the outbox (database.PutIncoming) with the transaction's ctx,
+// so the row commits with the ratchet step, before the ack. Once HandleMessage
+// returned, the message is queued to bridgev2 and its row deleted when bridgev2 took
+// it; a crash in between leaves the row, which the next Connect replays
+// (replayIncoming). A replay of a message bridgev2 already handled before the crash is
+// dropped by bridgev2 itself: its message table already holds the deterministic
+// message ID (chat, sender, stanza id).
 func (ic *InteropClient) handleMessage(ctx context.Context, node stanza.Node) {
 	log := zerolog.Ctx(ctx)
 	acc := ic.account()
 	if acc == nil {
 		return
 	}
-	var got *interop.DecryptedMessage
-	outcome, err := acc.HandleMessage(ctx, node, func(_ context.Context, m *interop.DecryptedMessage) error {
-		kept := *m
-		if m.Message != nil {
-			kept.Message = proto.Clone(m.Message).(*waE2E.Message)
+	var got *bridgedb.Incoming
+	outcome, err := acc.HandleMessage(ctx, node, func(ctx context.Context, m *interop.DecryptedMessage) error {
+		in, err := ic.toIncoming(m)
+		if err != nil {
+			return err
 		}
-		got = &kept
+		if err := ic.Main.DB.PutIncoming(ctx, in); err != nil {
+			return err
+		}
+		got = in
 		return nil
 	})
 	if err != nil {
@@ -49,10 +58,103 @@ func (ic *InteropClient) handleMessage(ctx context.Context, node stanza.Node) {
 		log.Debug().Str("outcome", string(outcome)).Msg("Incoming message delivered nothing")
 		return
 	}
-	res := ic.bridgeMessage(ctx, got)
-	if !res.Success {
-		log.Err(res.Error).Str("message_id", got.Info.ID).Msg("bridgev2 failed to handle incoming message")
+	ic.bridgeIncoming(ctx, got)
+}
+
+// replayIncoming bridges the messages left in the outbox by a crash or a failed
+// queueing, oldest first. The run loop calls it before it connects, so they come
+// before anything received on the new connection.
+func (ic *InteropClient) replayIncoming(ctx context.Context) {
+	log := zerolog.Ctx(ctx)
+	pending, err := ic.Main.DB.PendingIncoming(ctx, string(ic.UserLogin.ID))
+	if err != nil {
+		log.Err(err).Msg("Failed to read the outbox of incoming messages")
+		return
 	}
+	if len(pending) > 0 {
+		log.Info().Int("count", len(pending)).Msg("Replaying incoming messages not yet bridged")
+	}
+	for _, in := range pending {
+		if ctx.Err() != nil {
+			return
+		}
+		ic.bridgeIncoming(ctx, in)
+	}
+}
+
+// bridgeIncoming queues an outbox row to bridgev2 and deletes the row once bridgev2
+// handled it. With portal_event_buffer 0 (what this bridge expects), the result is
+// bridgev2's handling itself. With a buffer, bridgev2 only queued it in memory and the
+// row is deleted anyway: a crash before the portal's loop handles it loses it, as
+// with any bridgev2 event queued that way. A failed handling keeps the row for the
+// next Connect.
+func (ic *InteropClient) bridgeIncoming(ctx context.Context, in *bridgedb.Incoming) {
+	log := zerolog.Ctx(ctx).With().Str("stanza_id", in.StanzaID).Logger()
+	m, err := fromIncoming(in)
+	if err != nil {
+		// It was written by toIncoming, so this is a corrupt row: replaying it
+		// cannot help.
+		log.Err(err).Msg("Dropping an unreadable message from the outbox")
+	} else if res := ic.bridgeMessage(ctx, m); !res.Success {
+		log.Err(res.Error).Msg("bridgev2 failed to handle incoming message; it stays in the outbox for the next connection")
+		return
+	}
+	if err := ic.Main.DB.DeleteIncoming(ctx, in.LoginID, in.Chat, in.Sender, in.StanzaID); err != nil {
+		log.Err(err).Msg("Failed to delete a bridged message from the outbox")
+	}
+}
+
+// toIncoming is the outbox row of a delivered message.
+func (ic *InteropClient) toIncoming(m *interop.DecryptedMessage) (*bridgedb.Incoming, error) {
+	in := &bridgedb.Incoming{
+		LoginID:   string(ic.UserLogin.ID),
+		Chat:      m.Info.Chat.String(),
+		Sender:    m.Info.Sender.String(),
+		StanzaID:  m.Info.ID,
+		IsGroup:   m.Info.IsGroup,
+		Timestamp: m.Info.Timestamp,
+		Type:      m.Info.Type,
+		MediaType: m.Info.MediaType,
+		Edit:      m.Info.Edit,
+		PushName:  m.Info.PushName,
+	}
+	if m.Message != nil {
+		data, err := proto.Marshal(m.Message)
+		if err != nil {
+			return nil, fmt.Errorf("failed to serialize message: %w", err)
+		}
+		if data == nil {
+			data = []byte{} // an empty message is still a decrypted one
+		}
+		in.Message = data
+	}
+	return in, nil
+}
+
+// fromIncoming is the delivered message of an outbox row; Message nil means it did
+// not decrypt.
+func fromIncoming(in *bridgedb.Incoming) (*interop.DecryptedMessage, error) {
+	chat, err := jid.Parse(in.Chat)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse chat: %w", err)
+	}
+	sender, err := jid.Parse(in.Sender)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse sender: %w", err)
+	}
+	m := &interop.DecryptedMessage{Info: interop.MessageInfo{
+		ID: in.StanzaID, Chat: chat, Sender: sender, IsGroup: in.IsGroup, Timestamp: in.Timestamp,
+		Type: in.Type, MediaType: in.MediaType, Edit: in.Edit, PushName: in.PushName,
+	}}
+	if in.Message != nil {
+		m.Message = &waE2E.Message{}
+		if err := proto.Unmarshal(in.Message, m.Message); err != nil {
+			return nil, fmt.Errorf("failed to parse message: %w", err)
+		}
+	} else {
+		m.Undecryptable = &interop.UndecryptableMessage{}
+	}
+	return m, nil
 }
 
 // bridgeMessage queues a decrypted message as a remote event in the portal of its chat,

@@ -28,7 +28,9 @@ type Incoming struct {
 // PutIncoming stores a received message. Call it with the decryption's transaction
 // ctx (inside interop's DeliverFunc): the row then commits together with the ratchet
 // step, before the stanza is acked. A message already stored (a redelivery) is kept
-// as it was, so it is never stored twice. ReceivedAt is set from the clock.
+// as it was, so it is never stored twice; only a stored undecryptable message takes
+// the content of the same message decrypted later (the sender's answer to a retry
+// receipt). ReceivedAt is set from the clock.
 func (d *Database) PutIncoming(ctx context.Context, in *Incoming) error {
 	var ts int64
 	if !in.Timestamp.IsZero() {
@@ -47,7 +49,9 @@ func (d *Database) PutIncoming(ctx context.Context, in *Incoming) error {
 		VALUES ($1, $2, $3, $4,
 			(SELECT COALESCE(MAX(seq), 0) + 1 FROM interop_bridge_incoming WHERE login_id=$1),
 			$5, $6, $7, $8, $9, $10, $11, $12)
-		ON CONFLICT (login_id, chat, sender, stanza_id) DO NOTHING`,
+		ON CONFLICT (login_id, chat, sender, stanza_id) DO UPDATE
+			SET message=excluded.message, msg_type=excluded.msg_type, media_type=excluded.media_type
+			WHERE interop_bridge_incoming.message IS NULL AND excluded.message IS NOT NULL`,
 		in.LoginID, in.Chat, in.Sender, in.StanzaID, in.IsGroup, ts,
 		in.Type, in.MediaType, in.Edit, in.PushName, msg, d.nowMilli())
 	if err != nil {

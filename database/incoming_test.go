@@ -56,6 +56,16 @@ func TestIncomingOutbox(t *testing.T) {
 		if a := got[1]; a.Message != nil || !a.Timestamp.IsZero() {
 			t.Errorf("undecryptable A2 read back with message %x, timestamp %s", a.Message, a.Timestamp)
 		}
+		// The sender answers the retry receipt: A2 decrypted replaces the gap in place,
+		// and a further copy does not change it again.
+		put(&Incoming{LoginID: login, Chat: peer, Sender: dev, StanzaID: "A2", Type: "media", MediaType: "image", Message: []byte{7}})
+		put(&Incoming{LoginID: login, Chat: peer, Sender: dev, StanzaID: "A2", Type: "text", Message: []byte{8}})
+		if got, err = d.PendingIncoming(ctx, login); err != nil {
+			t.Fatal(err)
+		}
+		if a := got[1]; a.StanzaID != "A2" || !slices.Equal(a.Message, []byte{7}) || a.Type != "media" || a.MediaType != "image" {
+			t.Errorf("A2 after its retry answer: %+v", a)
+		}
 		if c := got[2]; !c.IsGroup || c.MediaType != "image" || c.Edit != "1" || c.Type != "media" {
 			t.Errorf("C3 read back as %+v", c)
 		}
