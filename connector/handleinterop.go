@@ -87,7 +87,7 @@ func (ic *InteropClient) replayIncoming(ctx context.Context) {
 // bridgev2's handling itself. With a buffer, bridgev2 only queued it in memory and the
 // row is deleted anyway: a crash before the portal's loop handles it loses it, as
 // with any bridgev2 event queued that way. A failed handling keeps the row for the
-// next Connect.
+// next Connect, up to maxIncomingAttempts failures.
 func (ic *InteropClient) bridgeIncoming(ctx context.Context, in *bridgedb.Incoming) {
 	log := zerolog.Ctx(ctx).With().Str("stanza_id", in.StanzaID).Logger()
 	m, err := fromIncoming(in)
@@ -96,12 +96,35 @@ func (ic *InteropClient) bridgeIncoming(ctx context.Context, in *bridgedb.Incomi
 		// cannot help.
 		log.Err(err).Msg("Dropping an unreadable message from the outbox")
 	} else if res := ic.bridgeMessage(ctx, m); !res.Success {
-		log.Err(res.Error).Msg("bridgev2 failed to handle incoming message; it stays in the outbox for the next connection")
-		return
+		if ctx.Err() != nil || ic.shuttingDown() {
+			log.Warn().Err(res.Error).Msg("Incoming message not bridged before the shutdown; it stays in the outbox")
+			return
+		}
+		attempts, err := ic.Main.DB.IncomingFailed(ctx, in.LoginID, in.Chat, in.Sender, in.StanzaID)
+		if err != nil {
+			log.Err(err).Msg("Failed to count a failed handling of an incoming message")
+		}
+		if attempts < maxIncomingAttempts {
+			log.Err(res.Error).Int("attempts", attempts).
+				Msg("bridgev2 failed to handle incoming message; it stays in the outbox for the next connection")
+			return
+		}
+		log.Error().Err(res.Error).Int("attempts", attempts).Msg("Giving up on an incoming message bridgev2 keeps failing to handle")
 	}
 	if err := ic.Main.DB.DeleteIncoming(ctx, in.LoginID, in.Chat, in.Sender, in.StanzaID); err != nil {
 		log.Err(err).Msg("Failed to delete a bridged message from the outbox")
 	}
+}
+
+// maxIncomingAttempts bounds the handlings of one outbox row: a message bridgev2 can
+// never handle would otherwise be replayed on every connection.
+const maxIncomingAttempts = 5
+
+// shuttingDown is true once the bridge is stopping, when bridgev2 refuses events for
+// a reason that says nothing about the message.
+func (ic *InteropClient) shuttingDown() bool {
+	br := ic.Main.Bridge
+	return br != nil && br.BackgroundCtx != nil && br.BackgroundCtx.Err() != nil
 }
 
 // toIncoming is the outbox row of a delivered message.

@@ -2,6 +2,8 @@ package database
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -23,6 +25,8 @@ type Incoming struct {
 	// Message is the serialized waE2E.Message, nil when the message did not decrypt.
 	Message    []byte
 	ReceivedAt time.Time
+	// Attempts is how many times bridgev2 failed to handle it so far.
+	Attempts int
 }
 
 // PutIncoming stores a received message. Call it with the decryption's transaction
@@ -64,7 +68,7 @@ func (d *Database) PutIncoming(ctx context.Context, in *Incoming) error {
 func (d *Database) PendingIncoming(ctx context.Context, loginID string) ([]*Incoming, error) {
 	rows, err := d.db.Query(ctx, `
 		SELECT chat, sender, stanza_id, is_group, sent_at, msg_type, media_type, edit, push_name,
-			message, received_at
+			message, received_at, attempts
 		FROM interop_bridge_incoming WHERE login_id=$1 ORDER BY seq, received_at`, loginID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list pending incoming messages: %w", err)
@@ -75,7 +79,7 @@ func (d *Database) PendingIncoming(ctx context.Context, loginID string) ([]*Inco
 		in := &Incoming{LoginID: loginID}
 		var ts, at int64
 		if err := rows.Scan(&in.Chat, &in.Sender, &in.StanzaID, &in.IsGroup, &ts, &in.Type, &in.MediaType,
-			&in.Edit, &in.PushName, &in.Message, &at); err != nil {
+			&in.Edit, &in.PushName, &in.Message, &at, &in.Attempts); err != nil {
 			return nil, fmt.Errorf("failed to read pending incoming message: %w", err)
 		}
 		if ts != 0 {
@@ -99,6 +103,23 @@ func (d *Database) DeleteIncoming(ctx context.Context, loginID, chat, sender, st
 		return fmt.Errorf("failed to delete incoming message: %w", err)
 	}
 	return nil
+}
+
+// IncomingFailed counts a failed handling of a stored message and returns how many
+// there were so far (0 when the message is not stored), so the caller can give up on
+// one that can never be bridged instead of replaying it forever.
+func (d *Database) IncomingFailed(ctx context.Context, loginID, chat, sender, stanzaID string) (int, error) {
+	var attempts int
+	err := d.db.QueryRow(ctx, `
+		UPDATE interop_bridge_incoming SET attempts=attempts+1
+		WHERE login_id=$1 AND chat=$2 AND sender=$3 AND stanza_id=$4
+		RETURNING attempts`, loginID, chat, sender, stanzaID).Scan(&attempts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	} else if err != nil {
+		return 0, fmt.Errorf("failed to count a failed handling: %w", err)
+	}
+	return attempts, nil
 }
 
 // DeleteLoginIncoming forgets every stored message of a login (at logout).

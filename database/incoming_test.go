@@ -70,6 +70,18 @@ func TestIncomingOutbox(t *testing.T) {
 			t.Errorf("C3 read back as %+v", c)
 		}
 
+		for want := 1; want <= 2; want++ {
+			if n, err := d.IncomingFailed(ctx, login, peer, dev, "A2"); err != nil || n != want {
+				t.Fatalf("failure %d counted as %d, %v", want, n, err)
+			}
+		}
+		if n, err := d.IncomingFailed(ctx, login, peer, dev, "nope"); err != nil || n != 0 {
+			t.Errorf("failure of an unknown message counted as %d, %v", n, err)
+		}
+		if got, err = d.PendingIncoming(ctx, login); err != nil || got[1].Attempts != 2 || got[0].Attempts != 0 {
+			t.Errorf("attempts read back as %+v, %v", got, err)
+		}
+
 		for _, tc := range []struct {
 			name                    string
 			login, chat, sender, id string
@@ -93,6 +105,15 @@ func TestIncomingOutbox(t *testing.T) {
 					t.Errorf("pending %v, want %v", ids, tc.want)
 				}
 			})
+		}
+		// An empty message (all it held was a sender key distribution) is still a
+		// decrypted one, not a gap.
+		put(&Incoming{LoginID: login, Chat: peer, Sender: dev, StanzaID: "E5", Type: "text", Message: []byte{}})
+		if got, err := d.PendingIncoming(ctx, login); err != nil || len(got) != 2 || got[1].Message == nil || len(got[1].Message) != 0 {
+			t.Fatalf("empty message read back as %+v, %v", got, err)
+		}
+		if err := d.DeleteIncoming(ctx, login, peer, dev, "E5"); err != nil {
+			t.Fatal(err)
 		}
 		// After a delete the next message still comes after those left.
 		put(&Incoming{LoginID: login, Chat: peer, Sender: dev, StanzaID: "D4", Type: "text", Message: []byte{3}})

@@ -16,6 +16,7 @@ CREATE TABLE interop_bridge_incoming (
 	push_name   TEXT    NOT NULL,
 	message     bytea, -- the serialized waE2E.Message; NULL when it did not decrypt
 	received_at BIGINT  NOT NULL,
+	attempts    INTEGER NOT NULL DEFAULT 0, -- failed handlings by bridgev2 so far
 
 	PRIMARY KEY (login_id, chat, sender, stanza_id)
 );
