@@ -75,3 +75,18 @@ func (c *InteropConnector) markHandled(ctx context.Context, evt *event.Event) {
 		zerolog.Ctx(ctx).Err(err).Stringer("event_id", evt.ID).Msg("Failed to mark Matrix event handled")
 	}
 }
+
+// requireSynchronousPortals turns off bridgev2's per-portal event buffer. With a buffer,
+// queueing an event returns before the portal handled it, so a Matrix message would
+// count as handled (and a Meta message would be dropped from the outbox) while it
+// still sits in memory; a crash then loses it. Without the buffer, both sides learn
+// the real outcome, at the cost of handling each portal's events one at a time.
+func (c *InteropConnector) requireSynchronousPortals(bridge *bridgev2.Bridge) {
+	if bridge.Config == nil || bridge.Config.PortalEventBuffer == 0 {
+		return
+	}
+	bridge.Log.Info().
+		Int("configured", bridge.Config.PortalEventBuffer).
+		Msg("Setting bridge.portal_event_buffer to 0: messages are acknowledged only after they were bridged")
+	bridge.Config.PortalEventBuffer = 0
+}

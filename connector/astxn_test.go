@@ -8,6 +8,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
+	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -50,5 +52,16 @@ func TestHandleMatrixMessageMarksHandled(t *testing.T) {
 	}
 	if len(left) != 1 || left[0].EventID != other.ID.String() {
 		t.Fatalf("unhandled after the refusal: %+v", left)
+	}
+}
+
+// The delivery guarantees need bridgev2 to report the real outcome of each event,
+// which it only does without a per-portal buffer.
+func TestInitTurnsOffPortalEventBuffer(t *testing.T) {
+	c := newTestConnector(t, nil)
+	cfg := &bridgeconfig.BridgeConfig{PortalEventBuffer: 64}
+	br := bridgev2.NewBridge("test", sqltest.SQLite(t), zerolog.Nop(), cfg, &stubMatrix{}, c, commands.NewProcessor)
+	if br.Config.PortalEventBuffer != 0 {
+		t.Fatalf("portal_event_buffer = %d after Init, want 0", br.Config.PortalEventBuffer)
 	}
 }

@@ -124,6 +124,7 @@ func (c *InteropConnector) Init(bridge *bridgev2.Bridge) {
 	c.Bridge = bridge
 	c.DB = bridgedb.New(bridge.DB.Database, bridge.Log.With().Str("db_section", "interop_bridge").Logger())
 	c.Store = sqlstore.New(bridge.DB.Database, bridge.Log.With().Str("db_section", "interop_store").Logger())
+	c.requireSynchronousPortals(bridge)
 	c.attachTracker(bridge)
 	c.Verifiers = append(c.Verifiers, c.configuredVerifiers(bridge)...)
 	if c.Config.Identity.AdminAssignedNumbers {
