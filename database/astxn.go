@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"go.mau.fi/util/dbutil"
 )
 
 // TxnEvent is one event of an appservice transaction, persisted until it is handled.
@@ -15,6 +17,9 @@ type TxnEvent struct {
 	ReceivedAt time.Time
 }
 
+// asTxnSeqLock is the PostgreSQL advisory lock key that orders PutTxn writers.
+const asTxnSeqLock = 0x696e7478 // "intx"
+
 // PutTxn stores the events of transaction txnID in their order, in one database
 // transaction. Events already stored (a homeserver retrying a transaction) are kept as
 // they were, so a retry never queues an event twice.
@@ -24,6 +29,15 @@ func (d *Database) PutTxn(ctx context.Context, txnID string, events []TxnEvent) 
 	}
 	now := d.nowMilli()
 	err := d.db.DoTxn(ctx, nil, func(ctx context.Context) error {
+		// Writers must take turns between reading MAX(seq) and inserting, or two
+		// transactions stored at once share numbers and replay in arbitrary order.
+		// SQLite's IMMEDIATE transactions already serialize writers; PostgreSQL
+		// needs a lock (a transaction-scoped advisory lock, released at commit).
+		if d.db.Dialect == dbutil.Postgres {
+			if _, err := d.db.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, asTxnSeqLock); err != nil {
+				return err
+			}
+		}
 		var seq int64
 		if err := d.db.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM interop_bridge_as_txn`).Scan(&seq); err != nil {
 			return err

@@ -3,6 +3,7 @@ package database
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"testing"
 
@@ -40,6 +41,39 @@ func TestHandledOf(t *testing.T) {
 					t.Errorf("HandledOf(%q) = %v, want %v", tc.ids, got, tc.want)
 				}
 			})
+		}
+	})
+}
+
+// Transactions stored at the same moment (several homeserver connections, a replay
+// racing a new transaction) must still get distinct arrival numbers, or their replay
+// order is arbitrary.
+func TestPutTxnConcurrentSeqsAreDistinct(t *testing.T) {
+	sqltest.Run(t, func(t *testing.T, raw *dbutil.Database) {
+		d, _ := open(t, raw)
+		ctx := context.Background()
+		const writers, perTxn = 6, 5
+		errs := make(chan error, writers)
+		for w := range writers {
+			go func() {
+				var evts []TxnEvent
+				for i := range perTxn {
+					evts = append(evts, TxnEvent{EventID: fmt.Sprintf("$w%d-%d", w, i), Body: []byte(`{}`)})
+				}
+				errs <- d.PutTxn(ctx, fmt.Sprintf("txn%d", w), evts)
+			}()
+		}
+		for range writers {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		var rows, distinct int
+		if err := raw.QueryRow(ctx, `SELECT COUNT(*), COUNT(DISTINCT seq) FROM interop_bridge_as_txn`).Scan(&rows, &distinct); err != nil {
+			t.Fatal(err)
+		}
+		if rows != writers*perTxn || distinct != rows {
+			t.Fatalf("%d events stored with %d distinct arrival numbers, want %d and %d", rows, distinct, writers*perTxn, writers*perTxn)
 		}
 	})
 }
