@@ -174,14 +174,7 @@ func (m *Manager) GroupDecrypt(ctx context.Context, group, sender jid.JID, skmsg
 		if err != nil {
 			return fmt.Errorf("failed to decrypt skmsg from %s in %s: %w", sender, group, mapErr(err))
 		}
-		unpadded, err := Unpad(plaintext)
-		if err != nil {
-			return err
-		}
-		if err = handle(ctx, unpadded); err != nil {
-			return &HandleError{Err: err}
-		}
-		return nil
+		return unpadAndHandle(ctx, plaintext, handle)
 	})
 }
 

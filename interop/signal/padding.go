@@ -1,6 +1,7 @@
 package signal
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -62,4 +63,17 @@ func ParticipantHash(devices []jid.JID) string {
 		h.Write([]byte(s))
 	}
 	return "2:" + base64.StdEncoding.EncodeToString(h.Sum(nil))[:6]
+}
+
+// unpadAndHandle removes the padding of a decrypted plaintext and gives it to the
+// caller's handler, marking the handler's own failure as a HandleError.
+func unpadAndHandle(ctx context.Context, plaintext []byte, handle HandleFunc) error {
+	unpadded, err := Unpad(plaintext)
+	if err != nil {
+		return err
+	}
+	if err = handle(ctx, unpadded); err != nil {
+		return &HandleError{Err: err}
+	}
+	return nil
 }

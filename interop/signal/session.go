@@ -210,14 +210,7 @@ func (m *Manager) Decrypt(ctx context.Context, sender jid.JID, typ string, ciphe
 		if err != nil {
 			return fmt.Errorf("failed to decrypt %s from %s: %w", typ, sender, mapErr(err))
 		}
-		unpadded, err := Unpad(plaintext)
-		if err != nil {
-			return err
-		}
-		if err = handle(ctx, unpadded); err != nil {
-			return &HandleError{Err: err}
-		}
-		return nil
+		return unpadAndHandle(ctx, plaintext, handle)
 	})
 	if err != nil {
 		// Rolled back: nothing changed.
