@@ -249,14 +249,14 @@ func (ic *InteropClient) handleEvent(ctx context.Context, evt interop.Event) {
 	case *interop.IncomingMessage:
 		ic.handleMessage(ctx, e.Node)
 	case *interop.IncomingReceipt:
-		// TODO bridge delivery and read receipts (simplevent.Receipt); acked so the
-		// gateway does not deliver them again.
-		ic.ack(ctx, e.Node)
+		ic.handleReceipt(ctx, e.Node)
+	case *interop.IncomingChatState:
+		ic.handleChatState(ctx, e.Node)
 	case *interop.IncomingNotification:
 		// TODO group and other notifications; the Account handled the key ones.
 		ic.ack(ctx, e.Node)
 	default:
-		// TODO chat states, safety number changes, offline markers.
+		// TODO safety number changes, offline markers.
 	}
 }
 

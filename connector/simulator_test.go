@@ -64,16 +64,23 @@ func (q *queued) queue(_ *bridgev2.UserLogin, evt bridgev2.RemoteEvent) bridgev2
 
 func (q *queued) next(t *testing.T) *simplevent.Message[*waE2E.Message] {
 	t.Helper()
-	select {
-	case evt := <-q.events:
-		msg, ok := evt.(*simplevent.Message[*waE2E.Message])
-		if !ok {
-			t.Fatalf("queued %T", evt)
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case evt := <-q.events:
+			switch msg := evt.(type) {
+			case *simplevent.Message[*waE2E.Message]:
+				return msg
+			case *simplevent.Receipt, *simplevent.Typing:
+				// The peer's receipts for what the test sent, and typing, come in
+				// between.
+			default:
+				t.Fatalf("queued %T", evt)
+			}
+		case <-deadline:
+			t.Fatal("no remote event queued")
+			return nil
 		}
-		return msg
-	case <-time.After(20 * time.Second):
-		t.Fatal("no remote event queued")
-		return nil
 	}
 }
 

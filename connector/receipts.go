@@ -1,0 +1,150 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/stanza"
+)
+
+var (
+	_ bridgev2.ReadReceiptHandlingNetworkAPI = (*InteropClient)(nil)
+)
+
+// handleReceipt bridges a Meta user's delivery or read receipt for messages this
+// login sent, then acks it. Receipts are not stored in the outbox: losing one in a
+// crash between the queueing and the ack only means the gateway delivers it again.
+func (ic *InteropClient) handleReceipt(ctx context.Context, node stanza.Node) {
+	defer ic.ack(ctx, node)
+	log := zerolog.Ctx(ctx)
+	evt, err := ic.receiptEvent(node)
+	if err != nil {
+		log.Warn().Err(err).Str("stanza_id", node.Attr("id")).Msg("Ignoring a receipt")
+		return
+	}
+	if evt == nil {
+		return
+	}
+	if res := ic.queueRemoteEvent(evt); !res.Success && !res.Ignored {
+		log.Warn().Err(res.Error).Msg("bridgev2 failed to handle a receipt")
+	}
+}
+
+// receiptEvent is the remote event of a receipt, nil for those not bridged (groups,
+// and types this bridge does not show).
+func (ic *InteropClient) receiptEvent(node stanza.Node) (*simplevent.Receipt, error) {
+	r, err := interop.ParseReceipt(node)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse receipt: %w", err)
+	}
+	chat := r.Chat.ToUser()
+	if !r.Participant.IsEmpty() || chat.IsGroup() {
+		// TODO group receipts: the participant is the reader, the ids are ours.
+		return nil, nil
+	}
+	var typ bridgev2.RemoteEventType
+	switch r.Type {
+	case interop.ReceiptDelivered:
+		typ = bridgev2.RemoteEventDeliveryReceipt
+	case interop.ReceiptRead, interop.ReceiptPlayed:
+		// Matrix has no "played": hearing a voice note means having read it.
+		typ = bridgev2.RemoteEventReadReceipt
+	default:
+		return nil, nil
+	}
+	targets := make([]networkid.MessageID, 0, len(r.IDs))
+	for _, id := range r.IDs {
+		targets = append(targets, ids.MakeMessageID(chat, ic.Account, id))
+	}
+	ts := r.T
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	evt := &simplevent.Receipt{
+		EventMeta: simplevent.EventMeta{
+			Type:      typ,
+			PortalKey: ids.MakePortalKey(chat, ic.UserLogin.ID),
+			Sender:    bridgev2.EventSender{Sender: ids.MakeUserID(chat)},
+			Timestamp: ts,
+		},
+		Targets: targets,
+	}
+	if typ == bridgev2.RemoteEventReadReceipt {
+		// The first id is the receipt's own; the list holds older ones.
+		evt.LastTarget = targets[0]
+		if !r.T.IsZero() {
+			evt.ReadUpTo = r.T
+		}
+	}
+	return evt, nil
+}
+
+// HandleMatrixReadReceipt tells the Meta user which of their messages the Matrix user
+// read, when read receipts are enabled: every message of theirs after the previous
+// receipt up to the one read.
+func (ic *InteropClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridgev2.MatrixReadReceipt) error {
+	if !ic.Main.Config.EnableReadReceipts {
+		return nil
+	}
+	acc := ic.account()
+	if acc == nil {
+		return fmt.Errorf("not connected")
+	}
+	chat, err := ids.ParsePortalID(msg.Portal.ID)
+	if err != nil {
+		return fmt.Errorf("failed to parse portal: %w", err)
+	}
+	if chat.IsGroup() {
+		// TODO group read receipts need a participant per sender.
+		return nil
+	}
+	var msgs []*database.Message
+	if ic.Main.Bridge != nil && ic.Main.Bridge.DB != nil && !msg.ReadUpTo.IsZero() {
+		msgs, err = ic.Main.Bridge.DB.Message.GetMessagesBetweenTimeQuery(ctx, msg.Portal.PortalKey, msg.LastRead, msg.ReadUpTo)
+		if err != nil {
+			return fmt.Errorf("failed to find the messages read: %w", err)
+		}
+	}
+	if msg.ExactMessage != nil {
+		msgs = append(msgs, msg.ExactMessage)
+	}
+	stanzaIDs := ic.unreadStanzaIDs(chat.ToUser().String(), msgs)
+	if len(stanzaIDs) == 0 {
+		return nil
+	}
+	ts := msg.ReadUpTo
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	r := interop.Receipt{Chat: chat.ToUser(), IDs: stanzaIDs, Type: interop.ReceiptRead, T: ts}
+	if err := acc.Client().SendReceipt(ctx, r); err != nil {
+		return fmt.Errorf("failed to send read receipt: %w", err)
+	}
+	zerolog.Ctx(ctx).Debug().Int("count", len(stanzaIDs)).Msg("Sent read receipt")
+	return nil
+}
+
+// unreadStanzaIDs are the stanza ids of the peer's messages among msgs, newest first
+// (the receipt's own id is the message read), each once.
+func (ic *InteropClient) unreadStanzaIDs(peer string, msgs []*database.Message) []string {
+	seen := make(map[string]bool, len(msgs))
+	var out []string
+	for i := len(msgs) - 1; i >= 0; i-- {
+		key, err := ids.ParseMessageID(msgs[i].ID)
+		if err != nil || key.Sender.ToUser().String() != peer || seen[key.StanzaID] {
+			continue
+		}
+		seen[key.StanzaID] = true
+		out = append(out, key.StanzaID)
+	}
+	return out
+}

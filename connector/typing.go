@@ -1,0 +1,98 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/stanza"
+)
+
+var (
+	_ bridgev2.TypingHandlingNetworkAPI = (*InteropClient)(nil)
+)
+
+// typingTimeout is how long Matrix shows a Meta user typing: chatstates are never
+// resent while typing goes on, and a lost <paused/> must not leave them typing forever.
+const typingTimeout = 15 * time.Second
+
+// handleChatState shows a Meta user's typing in the 1:1 portal. Chatstates are
+// never acked (PROTOCOL.md 3.6), and one that fails to bridge is simply lost.
+func (ic *InteropClient) handleChatState(ctx context.Context, node stanza.Node) {
+	log := zerolog.Ctx(ctx)
+	evt, err := ic.typingEvent(node)
+	if err != nil {
+		log.Debug().Err(err).Msg("Ignoring a chatstate")
+		return
+	}
+	if evt == nil {
+		return
+	}
+	if res := ic.queueRemoteEvent(evt); !res.Success && !res.Ignored {
+		log.Debug().Err(res.Error).Msg("bridgev2 failed to handle a chatstate")
+	}
+}
+
+// typingEvent is the remote event of a chatstate, nil for groups (not bridged yet).
+func (ic *InteropClient) typingEvent(node stanza.Node) (*simplevent.Typing, error) {
+	cs, err := interop.ParseChatState(node)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse chatstate: %w", err)
+	}
+	chat := cs.From.ToUser()
+	if !cs.Participant.IsEmpty() || chat.IsGroup() {
+		// TODO group typing: the participant is the one typing.
+		return nil, nil
+	}
+	evt := &simplevent.Typing{
+		EventMeta: simplevent.EventMeta{
+			Type:      bridgev2.RemoteEventTyping,
+			PortalKey: ids.MakePortalKey(chat, ic.UserLogin.ID),
+			Sender:    bridgev2.EventSender{Sender: ids.MakeUserID(chat)},
+			Timestamp: time.Now(),
+		},
+	}
+	switch cs.State {
+	case interop.ChatComposing:
+		evt.Timeout, evt.Type = typingTimeout, bridgev2.TypingTypeText
+	case interop.ChatRecording:
+		evt.Timeout, evt.Type = typingTimeout, bridgev2.TypingTypeRecordingMedia
+	case interop.ChatPaused:
+		// Timeout 0 stops the typing.
+	}
+	return evt, nil
+}
+
+// HandleMatrixTyping tells the Meta user the Matrix user is typing (or recording a
+// voice message) or stopped.
+func (ic *InteropClient) HandleMatrixTyping(ctx context.Context, msg *bridgev2.MatrixTyping) error {
+	acc := ic.account()
+	if acc == nil {
+		return fmt.Errorf("not connected")
+	}
+	chat, err := ids.ParsePortalID(msg.Portal.ID)
+	if err != nil {
+		return fmt.Errorf("failed to parse portal: %w", err)
+	}
+	if chat.IsGroup() {
+		// TODO group chatstates.
+		return nil
+	}
+	state := interop.ChatPaused
+	if msg.IsTyping {
+		state = interop.ChatComposing
+		if msg.Type == bridgev2.TypingTypeRecordingMedia {
+			state = interop.ChatRecording
+		}
+	}
+	if err := acc.Client().SendChatState(ctx, chat.ToUser(), state); err != nil {
+		return fmt.Errorf("failed to send chatstate: %w", err)
+	}
+	return nil
+}
