@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -117,7 +118,7 @@ func (ic *InteropClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridg
 	if msg.ExactMessage != nil {
 		msgs = append(msgs, msg.ExactMessage)
 	}
-	stanzaIDs := ic.unreadStanzaIDs(chat.ToUser().String(), msgs)
+	stanzaIDs := unreadStanzaIDs(chat.ToUser().String(), msgs)
 	if len(stanzaIDs) == 0 {
 		return nil
 	}
@@ -133,12 +134,21 @@ func (ic *InteropClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridg
 	return nil
 }
 
+// maxReadIDs bounds one read receipt: the first receipt in a portal covers its whole
+// history, and telling the peer about the newest messages is what matters.
+const maxReadIDs = 100
+
 // unreadStanzaIDs are the stanza ids of the peer's messages among msgs, newest first
-// (the receipt's own id is the message read), each once.
-func (ic *InteropClient) unreadStanzaIDs(peer string, msgs []*database.Message) []string {
+// (the receipt's own id is the message read), each once, at most maxReadIDs. The last
+// of msgs is the one read when the receipt named it; the others are ordered by time.
+func unreadStanzaIDs(peer string, msgs []*database.Message) []string {
+	if len(msgs) > 1 {
+		rest := msgs[:len(msgs)-1]
+		sort.SliceStable(rest, func(i, j int) bool { return rest[i].Timestamp.Before(rest[j].Timestamp) })
+	}
 	seen := make(map[string]bool, len(msgs))
 	var out []string
-	for i := len(msgs) - 1; i >= 0; i-- {
+	for i := len(msgs) - 1; i >= 0 && len(out) < maxReadIDs; i-- {
 		key, err := ids.ParseMessageID(msgs[i].ID)
 		if err != nil || key.Sender.ToUser().String() != peer || seen[key.StanzaID] {
 			continue

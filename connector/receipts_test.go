@@ -2,6 +2,8 @@ package connector
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -264,5 +266,44 @@ func TestReceiptsAndTypingAgainstSimulator(t *testing.T) {
 		if it.Data.Receipt == "read" {
 			t.Errorf("read receipt sent while disabled: %+v", it)
 		}
+	}
+}
+
+func TestUnreadStanzaIDs(t *testing.T) {
+	account := jid.Interop(simtest.IntegratorID, "491701234567")
+	peer, _ := jid.Parse("491709876543@s.whatsapp.net")
+	t0 := time.Unix(1700000000, 0)
+	msg := func(sender jid.JID, id string, sec int) *database.Message {
+		return &database.Message{ID: ids.MakeMessageID(peer, sender, id), Timestamp: t0.Add(time.Duration(sec) * time.Second)}
+	}
+	many := make([]*database.Message, 0, maxReadIDs+5)
+	for i := range maxReadIDs + 5 {
+		many = append(many, msg(peer, "M"+strconv.Itoa(i), i))
+	}
+	tests := []struct {
+		name string
+		msgs []*database.Message
+		want []string
+	}{
+		{name: "none", msgs: nil, want: nil},
+		{name: "ours are skipped", msgs: []*database.Message{msg(account, "O", 1), msg(peer, "P", 2)}, want: []string{"P"}},
+		{name: "newest first, read one first", msgs: []*database.Message{msg(peer, "B", 2), msg(peer, "A", 1), msg(peer, "C", 3)}, want: []string{"C", "B", "A"}},
+		{name: "device copies once", msgs: []*database.Message{msg(peer.WithDevice(2), "A", 1), msg(peer, "A", 1)}, want: []string{"A"}},
+		{name: "unparseable skipped", msgs: []*database.Message{{ID: "junk"}, msg(peer, "A", 1)}, want: []string{"A"}},
+		{name: "bounded", msgs: many, want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := unreadStanzaIDs(peer.String(), tt.msgs)
+			if tt.name == "bounded" {
+				if len(got) != maxReadIDs || got[0] != "M"+strconv.Itoa(maxReadIDs+4) {
+					t.Errorf("got %d ids starting %v", len(got), got[:1])
+				}
+				return
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
