@@ -58,8 +58,7 @@ func (ic *InteropClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 		return nil, bridgev2.WrapErrorInStatus(ErrNotConnected).WithIsCertain(true).WithSendNotice(true).
 			WithMessage("This login is not connected to Meta's gateway; sign in again")
 	}
-	// TODO replies: pass the replied-to message as a msgconv.ReplyTarget.
-	content, err := ic.converter().ToMeta(ctx, msg.Content, nil)
+	content, err := ic.converter().ToMeta(ctx, msg.Content, ic.replyTarget(msg.ReplyTo))
 	if err != nil {
 		status := bridgev2.WrapErrorInStatus(err).WithIsCertain(true).WithSendNotice(true)
 		if errors.Is(err, msgconv.ErrTextTooLong) {

@@ -1,0 +1,210 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/status"
+	"maunium.net/go/mautrix/event"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore/sqltest"
+	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simtest"
+)
+
+// inboxItem is the part of a simulated user's inbox item these tests read.
+type inboxItem struct {
+	ID   string
+	Kind string
+	Data struct {
+		Text    string
+		Removed bool
+		Target  *struct {
+			ID     string
+			FromMe bool `json:"from_me"`
+		}
+		ReplyTo *struct{ ID string } `json:"reply_to"`
+	}
+}
+
+// editsFixture is a connected WhatsApp login and an opted-in Meta peer.
+type editsFixture struct {
+	sb      *simBridge
+	client  *InteropClient
+	account jid.JID
+	peer    jid.JID
+	portal  *bridgev2.Portal
+}
+
+func newEditsFixture(t *testing.T) *editsFixture {
+	t.Helper()
+	sb := startSimBridge(t, sqltest.SQLite(t))
+	const number = "491701234567"
+	account := jid.Interop(simtest.IntegratorID, number)
+	loginID := ids.MakeUserLoginID(ids.WhatsApp, account)
+	sb.login(t, "whatsapp", number)
+	waitState(t, sb.mx, string(loginID), status.StateConnected, "")
+	client := sb.br.GetCachedUserLoginByID(loginID).Client.(*InteropClient)
+	var peer struct{ JID string }
+	sb.env.MustCall(t, 201, "POST", "/v1/users", map[string]any{"number": "+491709876543", "opt_in": []int{simtest.IntegratorID}}, &peer)
+	peerJID, err := jid.Parse(peer.JID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	portal := &bridgev2.Portal{Portal: &database.Portal{PortalKey: ids.MakePortalKey(peerJID, loginID)}}
+	return &editsFixture{sb: sb, client: client, account: account, peer: peerJID, portal: portal}
+}
+
+// inbox waits for the peer's first item of kind that passes match.
+func (f *editsFixture) inbox(t *testing.T, kind string, match func(inboxItem) bool) inboxItem {
+	t.Helper()
+	var got inboxItem
+	waitFor(t, "a "+kind+" in the peer's inbox", func() bool {
+		var inbox struct{ Items []inboxItem }
+		f.sb.env.MustCall(t, 200, "GET", "/v1/users/"+f.peer.String()+"/inbox?since=0&kind="+kind, nil, &inbox)
+		for _, it := range inbox.Items {
+			if match(it) {
+				got = it
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+func (f *editsFixture) sendText(t *testing.T, body string, replyTo *database.Message) *database.Message {
+	t.Helper()
+	resp, err := f.client.HandleMatrixMessage(context.Background(), &bridgev2.MatrixMessage{
+		MatrixEventBase: bridgev2.MatrixEventBase[*event.MessageEventContent]{
+			Content: &event.MessageEventContent{MsgType: event.MsgText, Body: body}, Portal: f.portal,
+		},
+		ReplyTo: replyTo,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.DB
+}
+
+// Matrix replies, edits, reactions and deletions reach the Meta user as WhatsApp's
+// contextInfo, MESSAGE_EDIT, reaction and REVOKE about the right message.
+func TestMatrixEditsReactionsRevokesAgainstSimulator(t *testing.T) {
+	ctx := context.Background()
+	f := newEditsFixture(t)
+	first := f.sendText(t, "first", nil)
+	firstKey, _ := ids.ParseMessageID(first.ID)
+
+	reply := f.sendText(t, "a reply", first)
+	replyKey, _ := ids.ParseMessageID(reply.ID)
+	it := f.inbox(t, "text", func(it inboxItem) bool { return it.ID == replyKey.StanzaID })
+	if it.Data.ReplyTo == nil || it.Data.ReplyTo.ID != firstKey.StanzaID {
+		t.Errorf("reply arrived as %+v", it.Data)
+	}
+
+	err := f.client.HandleMatrixEdit(ctx, &bridgev2.MatrixEdit{
+		MatrixEventBase: bridgev2.MatrixEventBase[*event.MessageEventContent]{
+			Content: &event.MessageEventContent{MsgType: event.MsgText, Body: "first, fixed"}, Portal: f.portal,
+		},
+		EditTarget: first,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it = f.inbox(t, "edit", func(it inboxItem) bool { return it.Data.Target != nil && it.Data.Target.ID == firstKey.StanzaID })
+	if it.Data.Text != "first, fixed" || !it.Data.Target.FromMe {
+		t.Errorf("edit arrived as %+v", it.Data)
+	}
+
+	react := &bridgev2.MatrixReaction{
+		MatrixEventBase: bridgev2.MatrixEventBase[*event.ReactionEventContent]{
+			Content: &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation, Key: "👍"}}, Portal: f.portal,
+		},
+		TargetMessage: first,
+	}
+	pre, err := f.client.PreHandleMatrixReaction(ctx, react)
+	if err != nil || pre.MaxReactions != 1 || pre.EmojiID != "" || pre.SenderID != networkid.UserID(f.account.String()) {
+		t.Fatalf("pre-handle %+v, %v", pre, err)
+	}
+	react.PreHandleResp = &pre
+	dbReaction, err := f.client.HandleMatrixReaction(ctx, react)
+	if err != nil || dbReaction.Emoji != "👍" {
+		t.Fatalf("reaction %+v, %v", dbReaction, err)
+	}
+	it = f.inbox(t, "reaction", func(it inboxItem) bool { return !it.Data.Removed })
+	if it.Data.Text != "👍" || it.Data.Target == nil || it.Data.Target.ID != firstKey.StanzaID {
+		t.Errorf("reaction arrived as %+v", it.Data)
+	}
+	err = f.client.HandleMatrixReactionRemove(ctx, &bridgev2.MatrixReactionRemove{
+		MatrixEventBase: bridgev2.MatrixEventBase[*event.RedactionEventContent]{Content: &event.RedactionEventContent{}, Portal: f.portal},
+		TargetReaction:  &database.Reaction{MessageID: first.ID, Emoji: "👍"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.inbox(t, "reaction", func(it inboxItem) bool {
+		return it.Data.Removed && it.Data.Target != nil && it.Data.Target.ID == firstKey.StanzaID
+	})
+
+	err = f.client.HandleMatrixMessageRemove(ctx, &bridgev2.MatrixMessageRemove{
+		MatrixEventBase: bridgev2.MatrixEventBase[*event.RedactionEventContent]{Content: &event.RedactionEventContent{}, Portal: f.portal},
+		TargetMessage:   reply,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.inbox(t, "revoke", func(it inboxItem) bool { return it.Data.Target != nil && it.Data.Target.ID == replyKey.StanzaID })
+}
+
+// Edits after 15 minutes and deletions after 48 hours, and either of them on the
+// peer's messages, are refused with a notice before anything is sent.
+func TestMatrixEditRefusals(t *testing.T) {
+	account := jid.Interop(simtest.IntegratorID, "491701234567")
+	peer := jid.New("491709876543", jid.ServerGateway)
+	ic := &InteropClient{Main: &InteropConnector{}, Account: account}
+	portal := &bridgev2.Portal{Portal: &database.Portal{PortalKey: ids.MakePortalKey(peer, "whatsapp:x")}}
+	own := func(age time.Duration) *database.Message {
+		return &database.Message{ID: ids.MakeMessageID(peer, account, "ABC"), Timestamp: time.Now().Add(-age)}
+	}
+	theirs := &database.Message{ID: ids.MakeMessageID(peer, peer, "DEF"), Timestamp: time.Now()}
+	edit := func(target *database.Message) error {
+		return ic.HandleMatrixEdit(context.Background(), &bridgev2.MatrixEdit{
+			MatrixEventBase: bridgev2.MatrixEventBase[*event.MessageEventContent]{Content: &event.MessageEventContent{MsgType: event.MsgText, Body: "x"}, Portal: portal},
+			EditTarget:      target,
+		})
+	}
+	remove := func(target *database.Message) error {
+		return ic.HandleMatrixMessageRemove(context.Background(), &bridgev2.MatrixMessageRemove{
+			MatrixEventBase: bridgev2.MatrixEventBase[*event.RedactionEventContent]{Content: &event.RedactionEventContent{}, Portal: portal},
+			TargetMessage:   target,
+		})
+	}
+	for _, tc := range []struct {
+		name    string
+		err     error
+		wantErr error
+		notice  string
+	}{
+		{"edit after 16 minutes", edit(own(16 * time.Minute)), errTooOld, "within 15 minutes"},
+		{"edit of the peer's message", edit(theirs), errNotOwn, "your own messages"},
+		{"deletion after 49 hours", remove(own(49 * time.Hour)), errTooOld, "within 48 hours"},
+		{"deletion of the peer's message", remove(theirs), errNotOwn, "your own messages"},
+		// In the window, the refusal is only that this client is not connected.
+		{"edit after 14 minutes", edit(own(14 * time.Minute)), ErrNotConnected, "not connected"},
+		{"deletion after 47 hours", remove(own(47 * time.Hour)), ErrNotConnected, "not connected"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ms bridgev2.MessageStatus
+			if !errors.Is(tc.err, tc.wantErr) || !errors.As(tc.err, &ms) || !ms.SendNotice || !strings.Contains(ms.Message, tc.notice) {
+				t.Errorf("got %v (%q), want %v", tc.err, ms.Message, tc.wantErr)
+			}
+		})
+	}
+}
