@@ -10,12 +10,14 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
 	"maunium.net/go/mautrix/bridgev2/status"
 	"maunium.net/go/mautrix/event"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore/sqltest"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waE2E"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simtest"
 )
 
@@ -204,6 +206,97 @@ func TestMatrixEditRefusals(t *testing.T) {
 			var ms bridgev2.MessageStatus
 			if !errors.Is(tc.err, tc.wantErr) || !errors.As(tc.err, &ms) || !ms.SendNotice || !strings.Contains(ms.Message, tc.notice) {
 				t.Errorf("got %v (%q), want %v", tc.err, ms.Message, tc.wantErr)
+			}
+		})
+	}
+}
+
+// nextChange is the next queued message, reaction or removal, skipping receipts and
+// typing notifications, which the peer's devices send on their own.
+func nextChange(t *testing.T, q *queued) bridgev2.RemoteEvent {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case evt := <-q.events:
+			switch evt.(type) {
+			case *simplevent.Message[*waE2E.Message], *simplevent.Reaction, *simplevent.MessageRemove:
+				return evt
+			}
+		case <-deadline:
+			t.Fatal("no remote event queued")
+			return nil
+		}
+	}
+}
+
+// A Meta user's replies, reactions, edits and revokes become the remote events that
+// change the bridged messages they are about.
+func TestMetaEditsReactionsRevokesAgainstSimulator(t *testing.T) {
+	ctx := context.Background()
+	f := newEditsFixture(t)
+	ours := f.sendText(t, "from matrix", nil)
+	oursKey, _ := ids.ParseMessageID(ours.ID)
+	send := func(body map[string]any) string {
+		t.Helper()
+		body["to"] = f.account.String()
+		var sent struct{ ID string }
+		f.sb.env.MustCall(t, 200, "POST", "/v1/users/"+f.peer.String()+"/messages", body, &sent)
+		return sent.ID
+	}
+	theirs := send(map[string]any{"kind": "text", "text": "a reply", "reply_to": map[string]any{"id": oursKey.StanzaID, "sender": f.account.String(), "text": "from matrix"}})
+	theirsID := ids.MakeMessageID(f.peer, f.peer, theirs)
+	msg, ok := nextChange(t, f.sb.q).(*simplevent.Message[*waE2E.Message])
+	if !ok || msg.ID != theirsID {
+		t.Fatalf("reply queued as %+v", msg)
+	}
+	conv, err := msg.ConvertMessage(ctx, nil, nil)
+	if err != nil || conv.ReplyTo == nil || conv.ReplyTo.MessageID != ours.ID {
+		t.Fatalf("reply converted to %+v, %v", conv, err)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		body   map[string]any
+		typ    bridgev2.RemoteEventType
+		target networkid.MessageID
+		emoji  string
+	}{
+		{"reaction to our message", map[string]any{"kind": "reaction", "text": "❤️", "target": map[string]any{"id": oursKey.StanzaID, "sender": f.account.String()}},
+			bridgev2.RemoteEventReaction, ours.ID, "❤️"},
+		{"reaction to their own message", map[string]any{"kind": "reaction", "text": "👍", "target": map[string]any{"id": theirs}},
+			bridgev2.RemoteEventReaction, theirsID, "👍\ufe0f"}, // Matrix clients expect the variation selector
+		{"reaction taken back", map[string]any{"kind": "reaction", "text": "", "target": map[string]any{"id": oursKey.StanzaID, "sender": f.account.String()}},
+			bridgev2.RemoteEventReactionRemove, ours.ID, ""},
+		{"edit", map[string]any{"kind": "edit", "text": "a *fixed* reply", "target": map[string]any{"id": theirs}},
+			bridgev2.RemoteEventEdit, theirsID, ""},
+		{"revoke", map[string]any{"kind": "revoke", "target": map[string]any{"id": theirs}},
+			bridgev2.RemoteEventMessageRemove, theirsID, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			send(tc.body)
+			evt := nextChange(t, f.sb.q)
+			if evt.GetType() != tc.typ || evt.GetPortalKey() != f.portal.PortalKey || evt.GetSender().Sender != networkid.UserID(f.peer.String()) {
+				t.Fatalf("queued %T %s in %v from %v", evt, evt.GetType(), evt.GetPortalKey(), evt.GetSender())
+			}
+			switch evt := evt.(type) {
+			case *simplevent.Reaction:
+				if evt.TargetMessage != tc.target || evt.Emoji != tc.emoji || evt.EmojiID != "" {
+					t.Errorf("reaction %+v", evt)
+				}
+			case *simplevent.MessageRemove:
+				if evt.TargetMessage != tc.target {
+					t.Errorf("revoke of %s", evt.TargetMessage)
+				}
+			case *simplevent.Message[*waE2E.Message]:
+				if evt.TargetMessage != tc.target {
+					t.Fatalf("edit of %s", evt.TargetMessage)
+				}
+				edit, err := evt.ConvertEdit(ctx, nil, nil, []*database.Message{{ID: theirsID}})
+				if err != nil || len(edit.ModifiedParts) != 1 || edit.ModifiedParts[0].Content.Body != "a *fixed* reply" ||
+					!strings.Contains(edit.ModifiedParts[0].Content.FormattedBody, "<strong>fixed</strong>") {
+					t.Errorf("edit converted to %+v, %v", edit, err)
+				}
 			}
 		})
 	}

@@ -194,8 +194,11 @@ func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.Decrypted
 		log.Warn().Msg("Incoming message could not be decrypted")
 		return bridgev2.EventHandlingResultIgnored
 	}
+	if res, ok := ic.bridgeChange(ctx, m); ok {
+		return res
+	}
 	if m.Message.GetConversation() == "" && m.Message.GetExtendedTextMessage() == nil {
-		// TODO media, reactions, edits and revokes (msgconv has most of them).
+		// TODO media (msgconv has no media yet).
 		log.Info().Str("type", m.Info.Type).Msg("Ignoring non-text message: not bridged yet")
 		return bridgev2.EventHandlingResultIgnored
 	}
