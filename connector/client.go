@@ -353,11 +353,13 @@ func (ic *InteropClient) GetUserID() networkid.UserID {
 	return ids.MakeUserID(ic.Account)
 }
 
-// GetCapabilities advertises nothing beyond bridgev2's defaults yet: only text is
-// bridged, and what text may hold is msgconv's business.
-// TODO declare formatting, edits, reactions and media once they are bridged.
+// GetCapabilities advertises replies, edits, deletions and reactions (see
+// editFeatures); what text may hold is msgconv's business.
+// TODO declare formatting and media once they are bridged.
 func (ic *InteropClient) GetCapabilities(_ context.Context, _ *bridgev2.Portal) *event.RoomFeatures {
-	return &event.RoomFeatures{
-		ID: "io.github.matrix-meta-interop.capabilities.2026_11_25",
+	features := &event.RoomFeatures{
+		ID: "io.github.matrix-meta-interop.capabilities.2026_11_25.2",
 	}
+	editFeatures(features)
+	return features
 }

@@ -301,3 +301,16 @@ func TestMetaEditsReactionsRevokesAgainstSimulator(t *testing.T) {
 		})
 	}
 }
+
+// Portals declare replies, edits, deletions and one reaction per user, since bridgev2
+// drops Matrix edits and replies in rooms that do not; edits carry no max age so the
+// handler's own notice explains the 15-minute window.
+func TestCapabilitiesDeclareEdits(t *testing.T) {
+	f := (&InteropClient{}).GetCapabilities(context.Background(), nil)
+	if !f.Reply.Partial() || !f.Edit.Partial() || !f.Delete.Partial() || !f.Reaction.Partial() || f.ReactionCount != 1 {
+		t.Errorf("features %+v", f)
+	}
+	if f.EditMaxAge != nil || f.DeleteMaxAge == nil || f.DeleteMaxAge.Duration != 48*time.Hour {
+		t.Errorf("max ages: edit %v, delete %v", f.EditMaxAge, f.DeleteMaxAge)
+	}
+}

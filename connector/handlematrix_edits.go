@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.mau.fi/util/jsontime"
+	"go.mau.fi/util/ptr"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/event"
@@ -229,4 +231,17 @@ func (ic *InteropClient) replyTarget(replyTo *database.Message) *msgconv.ReplyTa
 		return nil
 	}
 	return &msgconv.ReplyTarget{StanzaID: key.StanzaID, Sender: key.Sender}
+}
+
+// editFeatures declares what this file bridges: bridgev2 drops Matrix edits and
+// replies in rooms whose features lack them. EditMaxAge is left unset on purpose:
+// bridgev2 would then refuse late edits itself, without the notice that tells the
+// sender about WhatsApp's 15-minute window (HandleMatrixEdit sends one).
+func editFeatures(f *event.RoomFeatures) {
+	f.Reply = event.CapLevelFullySupported
+	f.Edit = event.CapLevelFullySupported
+	f.Delete = event.CapLevelFullySupported
+	f.DeleteMaxAge = ptr.Ptr(jsontime.S(revokeWindow))
+	f.Reaction = event.CapLevelFullySupported
+	f.ReactionCount = 1
 }
