@@ -113,7 +113,9 @@ func TestMatrixEditsReactionsRevokesAgainstSimulator(t *testing.T) {
 
 	err := f.client.HandleMatrixEdit(ctx, &bridgev2.MatrixEdit{
 		MatrixEventBase: bridgev2.MatrixEventBase[*event.MessageEventContent]{
-			Content: &event.MessageEventContent{MsgType: event.MsgText, Body: "first, fixed"}, Portal: f.portal,
+			// As bridgev2 passes it: the fallback body, and the new content inside.
+			Content: &event.MessageEventContent{MsgType: event.MsgText, Body: "* first, fixed",
+				NewContent: &event.MessageEventContent{MsgType: event.MsgText, Body: "first, fixed"}}, Portal: f.portal,
 		},
 		EditTarget: first,
 	})
@@ -143,6 +145,16 @@ func TestMatrixEditsReactionsRevokesAgainstSimulator(t *testing.T) {
 	it = f.inbox(t, "reaction", func(it inboxItem) bool { return !it.Data.Removed })
 	if it.Data.Text != "👍" || it.Data.Target == nil || it.Data.Target.ID != firstKey.StanzaID {
 		t.Errorf("reaction arrived as %+v", it.Data)
+	}
+	// A reaction to the peer's own message names it as theirs (fromMe false).
+	peerMsg := &database.Message{ID: ids.MakeMessageID(f.peer, f.peer, "PEERMSG1")}
+	react.TargetMessage, react.Content.RelatesTo.Key, react.PreHandleResp = peerMsg, "😂", nil
+	if _, err := f.client.HandleMatrixReaction(ctx, react); err != nil {
+		t.Fatal(err)
+	}
+	it = f.inbox(t, "reaction", func(it inboxItem) bool { return it.Data.Target != nil && it.Data.Target.ID == "PEERMSG1" })
+	if it.Data.Text != "😂" || it.Data.Target.FromMe {
+		t.Errorf("reaction to the peer's message arrived as %+v", it.Data)
 	}
 	err = f.client.HandleMatrixReactionRemove(ctx, &bridgev2.MatrixReactionRemove{
 		MatrixEventBase: bridgev2.MatrixEventBase[*event.RedactionEventContent]{Content: &event.RedactionEventContent{}, Portal: f.portal},
