@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/simplevent"
 	"maunium.net/go/mautrix/bridgev2/status"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
@@ -324,5 +325,57 @@ func TestCapabilitiesDeclareEdits(t *testing.T) {
 	}
 	if f.EditMaxAge != nil || f.DeleteMaxAge == nil || f.DeleteMaxAge.Duration != 48*time.Hour {
 		t.Errorf("max ages: edit %v, delete %v", f.EditMaxAge, f.DeleteMaxAge)
+	}
+}
+
+// fakeEvents is a MatrixAPI that only answers GetEvent.
+type fakeEvents struct {
+	bridgev2.MatrixAPI
+	events map[id.EventID]*event.Event
+}
+
+func (f fakeEvents) GetEvent(_ context.Context, _ id.RoomID, evtID id.EventID) (*event.Event, error) {
+	if evt, ok := f.events[evtID]; ok {
+		return evt, nil
+	}
+	return nil, errors.New("M_NOT_FOUND")
+}
+
+// A reply quotes the replied-to event's text, without its own reply fallback and
+// as last edited; anything unreadable leaves the quote empty instead of failing.
+func TestQuotedText(t *testing.T) {
+	bot := fakeEvents{events: map[id.EventID]*event.Event{
+		"$text": {Type: event.EventMessage, Content: event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: "hello"}}},
+		"$raw":  {Type: event.EventMessage, Content: event.Content{VeryRaw: []byte(`{"msgtype":"m.text","body":"from raw"}`)}},
+		"$reply": {Type: event.EventMessage, Content: event.Content{Parsed: &event.MessageEventContent{
+			MsgType: event.MsgText, Body: "> <@a:x> older\n\nthe answer", Format: event.FormatHTML,
+			FormattedBody: "<mx-reply><blockquote>older</blockquote></mx-reply>the answer",
+			RelatesTo:     &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: "$older"}},
+		}}},
+		"$edited": {Type: event.EventMessage, Content: event.Content{Parsed: &event.MessageEventContent{
+			MsgType: event.MsgText, Body: "* new", NewContent: &event.MessageEventContent{MsgType: event.MsgText, Body: "new"},
+		}}},
+		"$state": {Type: event.StateTopic, Content: event.Content{Parsed: &event.TopicEventContent{Topic: "topic"}}},
+	}}
+	for _, tc := range []struct {
+		name string
+		bot  bridgev2.MatrixAPI
+		evt  id.EventID
+		want string
+	}{
+		{"text", bot, "$text", "hello"},
+		{"unparsed content", bot, "$raw", "from raw"},
+		{"a reply itself", bot, "$reply", "the answer"},
+		{"an edit event", bot, "$edited", "new"},
+		{"not a message", bot, "$state", ""},
+		{"missing event", bot, "$gone", ""},
+		{"no bot", nil, "$text", ""},
+		{"no event id", bot, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := quotedText(context.Background(), tc.bot, "!room:x", tc.evt); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

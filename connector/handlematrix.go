@@ -58,7 +58,7 @@ func (ic *InteropClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 		return nil, bridgev2.WrapErrorInStatus(ErrNotConnected).WithIsCertain(true).WithSendNotice(true).
 			WithMessage("This login is not connected to Meta's gateway; sign in again")
 	}
-	content, err := ic.converter().ToMeta(ctx, msg.Content, ic.replyTarget(msg.ReplyTo))
+	content, err := ic.converter().ToMeta(ctx, msg.Content, ic.replyTarget(ctx, msg.Portal, msg.ReplyTo))
 	if err != nil {
 		status := bridgev2.WrapErrorInStatus(err).WithIsCertain(true).WithSendNotice(true)
 		if errors.Is(err, msgconv.ErrTextTooLong) {

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rs/zerolog"
 	"go.mau.fi/util/jsontime"
 	"go.mau.fi/util/ptr"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/msgconv"
@@ -221,8 +223,7 @@ func (ic *InteropClient) sendReaction(ctx context.Context, portal *bridgev2.Port
 }
 
 // replyTarget is what a Matrix reply quotes, nil when it replies to nothing bridged.
-// The message table keeps no text, so the quote carries none.
-func (ic *InteropClient) replyTarget(replyTo *database.Message) *msgconv.ReplyTarget {
+func (ic *InteropClient) replyTarget(ctx context.Context, portal *bridgev2.Portal, replyTo *database.Message) *msgconv.ReplyTarget {
 	if replyTo == nil {
 		return nil
 	}
@@ -230,7 +231,48 @@ func (ic *InteropClient) replyTarget(replyTo *database.Message) *msgconv.ReplyTa
 	if err != nil {
 		return nil
 	}
-	return &msgconv.ReplyTarget{StanzaID: key.StanzaID, Sender: key.Sender}
+	var bot bridgev2.MatrixAPI
+	if portal != nil && portal.Bridge != nil && portal.Bridge.Bot != nil {
+		bot = portal.Bridge.Bot
+	}
+	target := &msgconv.ReplyTarget{StanzaID: key.StanzaID, Sender: key.Sender}
+	if portal != nil {
+		target.Text = quotedText(ctx, bot, portal.MXID, replyTo.MXID)
+	}
+	return target
+}
+
+// quoteTimeout bounds fetching the replied-to event: the quote is a courtesy copy
+// and must not hold up the reply.
+const quoteTimeout = 5 * time.Second
+
+// quotedText is the text of the replied-to Matrix event for quotedMessage, which
+// WhatsApp shows above the reply. The message table keeps no text, so it is fetched
+// from the homeserver; on any failure the quote stays empty and the reply still
+// names its target by stanza id.
+func quotedText(ctx context.Context, bot bridgev2.MatrixAPI, room id.RoomID, evtID id.EventID) string {
+	if bot == nil || room == "" || evtID == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, quoteTimeout)
+	defer cancel()
+	evt, err := bot.GetEvent(ctx, room, evtID)
+	if err != nil || evt == nil {
+		zerolog.Ctx(ctx).Debug().Err(err).Stringer("event_id", evtID).Msg("Failed to fetch the replied-to event for the quote")
+		return ""
+	}
+	if evt.Content.Parsed == nil {
+		_ = evt.Content.ParseRaw(evt.Type)
+	}
+	content, ok := evt.Content.Parsed.(*event.MessageEventContent)
+	if !ok {
+		return ""
+	}
+	if content.NewContent != nil {
+		content = content.NewContent
+	}
+	content.RemoveReplyFallback()
+	return content.Body
 }
 
 // editFeatures declares what this file bridges: bridgev2 drops Matrix edits and
