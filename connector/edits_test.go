@@ -305,7 +305,12 @@ func TestMetaEditsReactionsRevokesAgainstSimulator(t *testing.T) {
 				if evt.TargetMessage != tc.target {
 					t.Fatalf("edit of %s", evt.TargetMessage)
 				}
-				edit, err := evt.ConvertEdit(ctx, nil, nil, []*database.Message{{ID: theirsID}})
+				// After WhatsApp's 15-minute window the edit is dropped, as WhatsApp does.
+				late := []*database.Message{{ID: theirsID, Timestamp: evt.Timestamp.Add(-17 * time.Minute)}}
+				if _, err := evt.ConvertEdit(ctx, nil, nil, late); !errors.Is(err, bridgev2.ErrIgnoringRemoteEvent) {
+					t.Errorf("late edit: %v", err)
+				}
+				edit, err := evt.ConvertEdit(ctx, nil, nil, []*database.Message{{ID: theirsID, Timestamp: evt.Timestamp.Add(-14 * time.Minute)}})
 				if err != nil || len(edit.ModifiedParts) != 1 || edit.ModifiedParts[0].Content.Body != "a *fixed* reply" ||
 					!strings.Contains(edit.ModifiedParts[0].Content.FormattedBody, "<strong>fixed</strong>") {
 					t.Errorf("edit converted to %+v, %v", edit, err)

@@ -68,12 +68,18 @@ func (ic *InteropClient) bridgeChange(ctx context.Context, m *interop.DecryptedM
 		if !change.Timestamp.IsZero() {
 			meta.Timestamp = change.Timestamp
 		}
+		editedAt := meta.Timestamp
 		return ic.queueRemoteEvent(&simplevent.Message[*waE2E.Message]{
 			EventMeta:     meta,
 			Data:          change.Content,
 			ID:            ids.MakeMessageID(chat, sender, m.Info.ID),
 			TargetMessage: change.Target,
 			ConvertEditFunc: func(ctx context.Context, _ *bridgev2.Portal, _ bridgev2.MatrixAPI, existing []*database.Message, edited *waE2E.Message) (*bridgev2.ConvertedEdit, error) {
+				if lateEdit(existing, editedAt) {
+					// WhatsApp's own clients ignore it, so Matrix should not show
+					// a text the Meta side never sees.
+					return nil, bridgev2.ErrIgnoringRemoteEvent
+				}
 				return conv.ConvertEdit(ctx, edited, existing)
 			},
 		}), true
@@ -84,4 +90,16 @@ func (ic *InteropClient) bridgeChange(ctx context.Context, m *interop.DecryptedM
 		log.Debug().Msg("Ignoring a protocol message that is not an edit or revoke")
 		return bridgev2.EventHandlingResultIgnored, true
 	}
+}
+
+// editClockSlack allows for the sender's clock being a little off from the one that
+// stamped the target, so an edit at minute 14:59 is not dropped.
+const editClockSlack = time.Minute
+
+// lateEdit tells whether an incoming edit came after WhatsApp's 15-minute window.
+func lateEdit(existing []*database.Message, editedAt time.Time) bool {
+	if len(existing) == 0 || existing[0].Timestamp.IsZero() || editedAt.IsZero() {
+		return false
+	}
+	return editedAt.Sub(existing[0].Timestamp) > editWindow+editClockSlack
 }
