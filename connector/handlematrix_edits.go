@@ -94,18 +94,19 @@ func refuse(err error, reason event.MessageStatusReason, text string) error {
 }
 
 // ownRecentTarget checks that target is this login's own message and within window.
-func (ic *InteropClient) ownRecentTarget(target *database.Message, window time.Duration, what string) (msgconv.MessageKey, error) {
+// done is the past participle the notices use ("edited", "deleted for everyone").
+func (ic *InteropClient) ownRecentTarget(target *database.Message, window time.Duration, done string) (msgconv.MessageKey, error) {
 	key, err := ic.targetKey(target)
 	if err != nil {
-		return key, refuse(err, event.MessageStatusGenericError, fmt.Sprintf("The %s target cannot be found on WhatsApp", what))
+		return key, refuse(err, event.MessageStatusGenericError, "The message cannot be found on WhatsApp or Messenger")
 	}
 	if !key.FromMe {
-		return key, refuse(fmt.Errorf("%s: %w", what, errNotOwn), event.MessageStatusNoPermission,
-			fmt.Sprintf("Only your own messages can be the target of a %s", what))
+		return key, refuse(fmt.Errorf("%s: %w", done, errNotOwn), event.MessageStatusNoPermission,
+			fmt.Sprintf("Only your own messages can be %s on WhatsApp and Messenger", done))
 	}
 	if !target.Timestamp.IsZero() && time.Since(target.Timestamp) > window {
-		return key, refuse(fmt.Errorf("%s: %w", what, errTooOld), event.MessageStatusUnsupported,
-			fmt.Sprintf("WhatsApp only allows a %s within %s of sending the message", what, formatWindow(window)))
+		return key, refuse(fmt.Errorf("%s: %w", done, errTooOld), event.MessageStatusUnsupported,
+			fmt.Sprintf("Messages can only be %s within %s of sending them on WhatsApp and Messenger", done, formatWindow(window)))
 	}
 	return key, nil
 }
@@ -124,7 +125,7 @@ func (ic *InteropClient) HandleMatrixEdit(ctx context.Context, msg *bridgev2.Mat
 		return fmt.Errorf("no edit: %w", msgconv.ErrInvalid)
 	}
 	defer ic.Main.markHandled(ctx, msg.Event)
-	key, err := ic.ownRecentTarget(msg.EditTarget, editWindow, "edit")
+	key, err := ic.ownRecentTarget(msg.EditTarget, editWindow, "edited")
 	if err != nil {
 		return err
 	}
@@ -150,7 +151,7 @@ func (ic *InteropClient) HandleMatrixMessageRemove(ctx context.Context, msg *bri
 		return fmt.Errorf("no redaction: %w", msgconv.ErrInvalid)
 	}
 	defer ic.Main.markHandled(ctx, msg.Event)
-	key, err := ic.ownRecentTarget(msg.TargetMessage, revokeWindow, "deletion")
+	key, err := ic.ownRecentTarget(msg.TargetMessage, revokeWindow, "deleted for everyone")
 	if err != nil {
 		return err
 	}
