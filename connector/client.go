@@ -255,6 +255,8 @@ func (ic *InteropClient) handleEvent(ctx context.Context, evt interop.Event) {
 	case *interop.IncomingNotification:
 		// TODO group and other notifications; the Account handled the key ones.
 		ic.ack(ctx, e.Node)
+	case *interop.SafetyNumberChanged:
+		ic.handleSafetyNumberChanged(ctx, e)
 	default:
 		// TODO safety number changes, offline markers.
 	}
