@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"maunium.net/go/mautrix"
@@ -21,12 +22,13 @@ var (
 // ResolveIdentifier turns what a Matrix user typed to start a chat into a ghost and,
 // when asked, a 1:1 portal. WhatsApp logins take a phone number in international
 // format, checked with the gateway's contact lookup first, because Meta only delivers
-// to users who opted in to this integrator. Messenger logins take a numeric Messenger
-// id, which the gateway cannot look up: an unreachable one shows when sending fails.
+// to users who opted in to this integrator. Messenger logins take the same, for users
+// who gave Messenger a number, or a numeric Messenger id, which the gateway cannot look
+// up: an unreachable id only shows when sending fails.
 func (ic *InteropClient) ResolveIdentifier(ctx context.Context, identifier string, createChat bool) (*bridgev2.ResolveIdentifierResponse, error) {
 	var user jid.JID
 	var err error
-	if ic.Network == ids.Messenger {
+	if ic.Network == ids.Messenger && !looksLikePhoneNumber(identifier) {
 		user, err = parseMessengerID(identifier)
 	} else {
 		user, err = ic.lookupNumber(ctx, identifier)
@@ -68,7 +70,8 @@ func (ic *InteropClient) lookupNumber(ctx context.Context, identifier string) (j
 	acc := ic.account()
 	if acc == nil || !ic.IsConnected() {
 		return jid.JID{}, bridgev2.RespError(mautrix.MUnknown.WithMessage(
-			fmt.Sprintf("Not connected to %s right now, try again once the bridge reconnects", networkDisplayName(ic.Main, ic.Network))))
+			fmt.Sprintf("Not connected to %s right now, try again once the bridge reconnects", networkDisplayName(ic.Main, ic.Network))).
+			WithStatus(http.StatusServiceUnavailable))
 	}
 	contacts, err := acc.Client().LookupContacts(ctx, []string{"+" + number})
 	if err != nil {
@@ -90,8 +93,15 @@ func (ic *InteropClient) lookupNumber(ctx context.Context, identifier string) (j
 	return contacts[0].JID.ToUser(), nil
 }
 
+// looksLikePhoneNumber tells a number in international format (the only form
+// ParsePhoneNumber takes) from a Messenger id, which is bare digits.
+func looksLikePhoneNumber(identifier string) bool {
+	s := strings.TrimSpace(identifier)
+	return strings.HasPrefix(s, "+") || strings.HasPrefix(s, "00")
+}
+
 // errMessengerID explains the only identifier Messenger logins take.
-var errMessengerID = errors.New("a Messenger id is a number, like 1000042 (or 1000042@msgr)")
+var errMessengerID = errors.New("write a Messenger id as a number, like 1000042 (or 1000042@msgr), or a phone number like +491701234567")
 
 // parseMessengerID accepts a numeric Messenger id, bare or as its JID.
 func parseMessengerID(identifier string) (jid.JID, error) {

@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -102,8 +103,40 @@ func TestResolveIdentifierAgainstSimulator(t *testing.T) {
 	// A disconnected login says so instead of pretending the number is unreachable.
 	client.Disconnect()
 	_, err := client.ResolveIdentifier(ctx, "+491709876543", true)
-	if re := respErr(t, err); !strings.Contains(re.Err, "Not connected to "+network) {
-		t.Errorf("disconnected: %q", re.Err)
+	if re := respErr(t, err); re.StatusCode != http.StatusServiceUnavailable || !strings.Contains(re.Err, "Not connected to "+network) {
+		t.Errorf("disconnected: %d %q", re.StatusCode, re.Err)
+	}
+}
+
+// Messenger logins resolve users by the number they gave Messenger, or by their id.
+func TestResolveIdentifierMessengerAgainstSimulator(t *testing.T) {
+	ctx := context.Background()
+	sb := startSimBridge(t, sqltest.SQLite(t))
+	sb.br.Matrix = ghostMatrix{sb.mx}
+	loginID := ids.MakeUserLoginID(ids.Messenger, jid.Interop(simtest.IntegratorID, "33612345678"))
+	sb.login(t, "messenger", "33612345678")
+	waitState(t, sb.mx, string(loginID), status.StateConnected, "")
+	client := sb.br.GetCachedUserLoginByID(loginID).Client.(*InteropClient)
+
+	var peer struct{ JID string }
+	sb.env.MustCall(t, 201, "POST", "/v1/users", map[string]any{"fbid": "100001", "phone": "+33698765432", "eea": true, "opt_in": []int{simtest.IntegratorID}}, &peer)
+	if peer.JID != "100001@msgr" {
+		t.Fatalf("simulated user %q", peer.JID)
+	}
+	for _, input := range []string{"+33698765432", "100001", "100001@msgr"} {
+		resp, err := client.ResolveIdentifier(ctx, input, true)
+		if err != nil {
+			t.Fatalf("%q: %v", input, err)
+		}
+		if resp.UserID != "100001@msgr" || resp.Chat == nil || resp.Chat.PortalKey != ids.MakePortalKey(jid.MustParse(peer.JID), loginID) {
+			t.Errorf("%q: user %q, chat %+v", input, resp.UserID, resp.Chat)
+		}
+	}
+	_, err := client.ResolveIdentifier(ctx, "+33611111111", false)
+	want := "+33 6 11 11 11 11 can't be reached from this service: they have not turned on third-party chats on " +
+		networkDisplayName(sb.c, ids.Messenger) + " or have not allowed this service"
+	if re := respErr(t, err); re.ErrCode != mautrix.MNotFound.ErrCode || re.Err != want {
+		t.Errorf("unreachable: %s %q, want %q", re.ErrCode, re.Err, want)
 	}
 }
 
