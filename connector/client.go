@@ -258,7 +258,7 @@ func (ic *InteropClient) handleEvent(ctx context.Context, evt interop.Event) {
 	case *interop.SafetyNumberChanged:
 		ic.handleSafetyNumberChanged(ctx, e)
 	default:
-		// TODO safety number changes, offline markers.
+		// TODO offline markers.
 	}
 }
 

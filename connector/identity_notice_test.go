@@ -96,6 +96,9 @@ func TestSafetyNumberNoticeAgainstSimulator(t *testing.T) {
 			notices = append(notices, e)
 		}
 	}
+	if len(notices) != 1 {
+		t.Errorf("%d notices for one change", len(notices))
+	}
 	for _, n := range notices {
 		if n.PortalKey != portal.PortalKey || n.CreatePortal || n.Sender.Sender != ids.MakeUserID(peer) || n.Sender.IsFromMe {
 			t.Errorf("notice meta %+v", n.EventMeta)
