@@ -127,6 +127,7 @@ func (c *InteropConnector) Init(bridge *bridgev2.Bridge) {
 	c.requireSynchronousPortals(bridge)
 	c.attachTracker(bridge)
 	c.Verifiers = append(c.Verifiers, c.configuredVerifiers(bridge)...)
+	c.registerSafetyCommands(bridge)
 	if c.Config.Identity.AdminAssignedNumbers {
 		c.admin = &verify.Admin{DB: c.DB, Networks: c.Config.EnabledNetworks()}
 		if proc, ok := bridge.Commands.(*commands.Processor); ok {

@@ -191,6 +191,13 @@ func (c *InteropConnector) SafetyCommands() []commands.CommandHandler {
 	}
 }
 
+// registerSafetyCommands adds SafetyCommands to the bridge's command processor.
+func (c *InteropConnector) registerSafetyCommands(bridge *bridgev2.Bridge) {
+	if proc, ok := bridge.Commands.(*commands.Processor); ok {
+		proc.AddHandlers(c.SafetyCommands()...)
+	}
+}
+
 // portalClient returns the client of the login owning the command's portal, if
 // the user running the command owns it.
 func (c *InteropConnector) portalClient(ctx context.Context, ce *commands.Event) (*InteropClient, error) {
