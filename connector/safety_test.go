@@ -3,10 +3,14 @@ package connector
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/status"
@@ -18,6 +22,17 @@ import (
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore/sqltest"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simtest"
 )
+
+// replyRecorder is the bridge bot for command tests: it keeps the notices sent.
+type replyRecorder struct {
+	bridgev2.MatrixAPI
+	replies []string
+}
+
+func (r *replyRecorder) SendMessage(_ context.Context, _ id.RoomID, _ event.Type, content *event.Content, _ *bridgev2.MatrixSendExtra) (*mautrix.RespSendEvent, error) {
+	r.replies = append(r.replies, content.Parsed.(*event.MessageEventContent).Body)
+	return &mautrix.RespSendEvent{EventID: "$reply"}, nil
+}
 
 // noMessage asserts that no message is queued within d; receipts and typing may be.
 func (q *queued) noMessage(t *testing.T, d time.Duration) {
@@ -168,6 +183,34 @@ func TestSafetyAgainstSimulator(t *testing.T) {
 		t.Fatalf("report: %d, %v", n, err)
 	}
 	waitFor(t, "the contact's restriction", restricted)
+
+	// The commands, run by the login's owner in the portal, reply plainly; anyone
+	// else is refused.
+	alice, err := sb.br.GetUserByMXID(ctx, "@alice:test.invalid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory, err := sb.br.GetUserByMXID(ctx, "@mallory:test.invalid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zerolog.Nop()
+	for _, tc := range []struct {
+		user *bridgev2.User
+		run  func(*commands.Event)
+		want string
+	}{
+		{alice, sb.c.cmdBlock, "Blocked this contact."},
+		{alice, sb.c.cmdUnblock, "Unblocked this contact."},
+		{alice, sb.c.cmdReport, "Reported 5 messages of this contact as spam."},
+		{mallory, sb.c.cmdBlock, "Failed: this chat belongs to a login that is not yours"},
+	} {
+		bot := &replyRecorder{}
+		tc.run(&commands.Event{Bot: bot, Bridge: sb.br, Portal: portal, User: tc.user, Ctx: ctx, Log: &log, OrigRoomID: "!portal:test.invalid"})
+		if len(bot.replies) != 1 || strings.TrimSpace(bot.replies[0]) != tc.want {
+			t.Errorf("%s: replies %q, want %q", tc.user.MXID, bot.replies, tc.want)
+		}
+	}
 
 	// Not a 1:1 portal of this login: a plain error.
 	other := &bridgev2.Portal{Portal: &database.Portal{PortalKey: ids.MakePortalKey(peerJID, "whatsapp:1-491700000009")}}
