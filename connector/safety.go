@@ -44,7 +44,8 @@ func (ic *InteropClient) HandleMatrixBlockUser(ctx context.Context, msg *bridgev
 			return err
 		}
 		if msg.Content.ReportSpam {
-			if _, err := ic.ReportContact(ctx, msg.Portal); err != nil {
+			// The block stands even with nothing to report.
+			if _, err := ic.ReportContact(ctx, msg.Portal); err != nil && !errors.Is(err, errNothingToSend) {
 				return err
 			}
 		}
