@@ -257,6 +257,6 @@ func (c *InteropConnector) cmdUnblock(ce *commands.Event) {
 func (c *InteropConnector) cmdReport(ce *commands.Event) {
 	ce.Reply(c.runSafety(ce, func(ctx context.Context, ic *InteropClient) (string, error) {
 		n, err := ic.ReportContact(ctx, ce.Portal)
-		return fmt.Sprintf("Reported %d messages of this contact as spam.", n), err
+		return fmt.Sprintf("Reported %d message(s) of this contact as spam.", n), err
 	}))
 }

@@ -202,7 +202,7 @@ func TestSafetyAgainstSimulator(t *testing.T) {
 	}{
 		{alice, sb.c.cmdBlock, "Blocked this contact."},
 		{alice, sb.c.cmdUnblock, "Unblocked this contact."},
-		{alice, sb.c.cmdReport, "Reported 5 messages of this contact as spam."},
+		{alice, sb.c.cmdReport, "Reported 5 message(s) of this contact as spam."},
 		{mallory, sb.c.cmdBlock, "Failed: this chat belongs to a login that is not yours"},
 	} {
 		bot := &replyRecorder{}
