@@ -26,17 +26,27 @@ var (
 // crash between the queueing and the ack only means the gateway delivers it again.
 func (ic *InteropClient) handleReceipt(ctx context.Context, node stanza.Node) {
 	defer ic.ack(ctx, node)
-	log := zerolog.Ctx(ctx)
 	evt, err := ic.receiptEvent(node)
+	if evt == nil {
+		ic.queueBestEffort(ctx, zerolog.WarnLevel, "receipt", nil, err)
+		return
+	}
+	ic.queueBestEffort(ctx, zerolog.WarnLevel, "receipt", evt, err)
+}
+
+// queueBestEffort hands a receipt or chatstate to bridgev2; these are never retried,
+// so a parse error or a failed handling is only logged (at level), never content.
+func (ic *InteropClient) queueBestEffort(ctx context.Context, level zerolog.Level, what string, evt bridgev2.RemoteEvent, err error) {
+	log := zerolog.Ctx(ctx)
 	if err != nil {
-		log.Warn().Err(err).Str("stanza_id", node.Attr("id")).Msg("Ignoring a receipt")
+		log.WithLevel(level).Err(err).Msg("Ignoring a " + what)
 		return
 	}
 	if evt == nil {
 		return
 	}
 	if res := ic.queueRemoteEvent(evt); !res.Success && !res.Ignored {
-		log.Warn().Err(res.Error).Msg("bridgev2 failed to handle a receipt")
+		log.WithLevel(level).Err(res.Error).Msg("bridgev2 failed to handle a " + what)
 	}
 }
 

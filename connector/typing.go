@@ -25,18 +25,12 @@ const typingTimeout = 15 * time.Second
 // handleChatState shows a Meta user's typing in the 1:1 portal. Chatstates are
 // never acked (PROTOCOL.md 3.6), and one that fails to bridge is simply lost.
 func (ic *InteropClient) handleChatState(ctx context.Context, node stanza.Node) {
-	log := zerolog.Ctx(ctx)
 	evt, err := ic.typingEvent(node)
-	if err != nil {
-		log.Debug().Err(err).Msg("Ignoring a chatstate")
-		return
-	}
 	if evt == nil {
+		ic.queueBestEffort(ctx, zerolog.DebugLevel, "chatstate", nil, err)
 		return
 	}
-	if res := ic.queueRemoteEvent(evt); !res.Success && !res.Ignored {
-		log.Debug().Err(res.Error).Msg("bridgev2 failed to handle a chatstate")
-	}
+	ic.queueBestEffort(ctx, zerolog.DebugLevel, "chatstate", evt, err)
 }
 
 // typingEvent is the remote event of a chatstate, nil for groups (not bridged yet).
