@@ -104,6 +104,7 @@ func (c *InteropConnector) ValidateConfig() error {
 func (c *InteropConnector) GetDBMetaTypes() database.MetaTypes {
 	return database.MetaTypes{
 		UserLogin: func() any { return &UserLoginMetadata{} },
+		Message:   func() any { return &MessageMetadata{} },
 	}
 }
 

@@ -190,11 +190,12 @@ func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.Decrypted
 		return bridgev2.EventHandlingResultIgnored
 	}
 	if m.Message == nil {
-		// TODO show undecryptable messages as a notice in the portal.
-		log.Warn().Msg("Incoming message could not be decrypted")
-		return bridgev2.EventHandlingResultIgnored
+		return ic.bridgeUndecryptable(log.WithContext(ctx), m)
 	}
 	if res, ok := ic.bridgeChange(ctx, m); ok {
+		if res.Success {
+			ic.removeNotice(log.WithContext(ctx), m)
+		}
 		return res
 	}
 	if m.Message.GetConversation() == "" && m.Message.GetExtendedTextMessage() == nil {
@@ -209,9 +210,11 @@ func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.Decrypted
 	}
 	conv := ic.converter()
 	info := msgconv.MetaInfo{Chat: chat, Sender: sender}
-	return ic.queueRemoteEvent(&simplevent.Message[*waE2E.Message]{
+	// An upsert, so that a message whose notice said it could not be decrypted
+	// replaces that notice (undecryptable.go).
+	evt := &simplevent.Message[*waE2E.Message]{
 		EventMeta: simplevent.EventMeta{
-			Type:         bridgev2.RemoteEventMessage,
+			Type:         bridgev2.RemoteEventMessageUpsert,
 			PortalKey:    ids.MakePortalKey(chat, ic.UserLogin.ID),
 			CreatePortal: true,
 			Sender: bridgev2.EventSender{
@@ -225,7 +228,9 @@ func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.Decrypted
 		ConvertMessageFunc: func(ctx context.Context, _ *bridgev2.Portal, _ bridgev2.MatrixAPI, msg *waE2E.Message) (*bridgev2.ConvertedMessage, error) {
 			return conv.FromMeta(ctx, info, msg)
 		},
-	})
+	}
+	evt.HandleExistingFunc = ic.replaceNotice(evt, info)
+	return ic.queueRemoteEvent(evt)
 }
 
 // converter is msgconv without mention or reply resolution yet.

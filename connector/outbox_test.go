@@ -155,7 +155,7 @@ func TestBridgeIncomingFromOutbox(t *testing.T) {
 			wantLeft  bool
 		}{
 			{"handled", text, false, bridgev2.EventHandlingResultSuccess, 1, 1, false},
-			{"undecryptable is not queued", undecryptable, false, bridgev2.EventHandlingResultFailed, 1, 0, false},
+			{"undecryptable is queued as a notice", undecryptable, false, bridgev2.EventHandlingResultSuccess, 1, 1, false},
 			{"failing below the limit", text, false, bridgev2.EventHandlingResultFailed, maxIncomingAttempts - 1, maxIncomingAttempts - 1, true},
 			{"failing up to the limit", text, false, bridgev2.EventHandlingResultFailed, maxIncomingAttempts, maxIncomingAttempts, false},
 			{"unreadable row", text, true, bridgev2.EventHandlingResultSuccess, 1, 0, false},
