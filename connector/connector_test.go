@@ -366,7 +366,7 @@ func TestGetChatInfo(t *testing.T) {
 	if *info.Type != database.RoomTypeDM || info.Members.OtherUserID != "491709876543@s.whatsapp.net" || len(info.Members.MemberMap) != 2 {
 		t.Fatalf("got %+v", info)
 	}
-	if me := info.Members.MemberMap["12-491701234567@interop"]; !me.IsFromMe || me.SenderLogin != ic.UserLogin.ID {
+	if me, ok := info.Members.MemberMap[""]; !ok || !me.IsFromMe || me.SenderLogin != ic.UserLogin.ID || me.Sender != "" {
 		t.Errorf("own member %+v", me)
 	}
 	if _, err := ic.GetChatInfo(context.Background(), portal("1000042@msgr")); err == nil {

@@ -67,15 +67,18 @@ func (ic *InteropClient) GetChatInfo(_ context.Context, portal *bridgev2.Portal)
 	if network, ok := ids.NetworkOfUser(chat); !ok || network != ic.Network {
 		return nil, fmt.Errorf("chat %s is not on %s, the network of this login", chat, ic.Network)
 	}
-	me, other := ids.MakeUserID(ic.Account), ids.MakeUserID(chat)
+	other := ids.MakeUserID(chat)
 	return &bridgev2.ChatInfo{
 		Type: ptr.Ptr(database.RoomTypeDM),
 		Members: &bridgev2.ChatMemberList{
 			IsFull:      true,
 			OtherUserID: other,
 			MemberMap: bridgev2.ChatMemberMap{
-				me: {
-					EventSender: bridgev2.EventSender{IsFromMe: true, Sender: me, SenderLogin: ic.UserLogin.ID},
+				// The user is only themselves: no Sender, so bridgev2 makes no ghost for
+				// their own number (an interop account has no other devices whose
+				// messages such a ghost would carry).
+				"": {
+					EventSender: bridgev2.EventSender{IsFromMe: true, SenderLogin: ic.UserLogin.ID},
 					Membership:  event.MembershipJoin,
 				},
 				other: {
