@@ -41,7 +41,7 @@ if [ ! -f "$config" ]; then
 	umask 077
 	sed -e '/^appservice:/,/^[^ #]/ s|^    hostname: 127\.0\.0\.1$|    hostname: 0.0.0.0|' \
 		-e '/^database:/,/^[^ #]/ s|^    type: postgres$|    type: sqlite3-fk-wal|' \
-		-e "/^database:/,/^[^ #]/ s|^    uri: postgres://user:password@host/database?sslmode=disable\$|    uri: file:$data/bridge.db?_txlock=immediate|" \
+		-e "/^database:/,/^[^ #]/ s|^    uri: postgres://user:password@host/database?sslmode=disable\$|    uri: file:$data/bridge.db?_txlock=immediate\&_stmt_cache_size=64|" \
 		"$config" >"$config.tmp"
 	mv "$config.tmp" "$config"
 	cat <<EOF

@@ -85,7 +85,7 @@ func testFirstStarts(t *testing.T, bridge string) {
 	if cfg.Appservice.Hostname != "0.0.0.0" {
 		t.Errorf("appservice.hostname = %q, want 0.0.0.0 so the container is reachable", cfg.Appservice.Hostname)
 	}
-	wantURI := "file:" + data + "/bridge.db?_txlock=immediate"
+	wantURI := "file:" + data + "/bridge.db?_txlock=immediate&_stmt_cache_size=64"
 	if cfg.Database.Type != "sqlite3-fk-wal" || cfg.Database.URI != wantURI {
 		t.Errorf("database = %q %q, want sqlite3-fk-wal %q", cfg.Database.Type, cfg.Database.URI, wantURI)
 	}
