@@ -47,6 +47,12 @@ type IdentityConfig struct {
 	AdminAssignedNumbers   bool   `yaml:"admin_assigned_numbers"`
 }
 
+// MetricsConfig is the Prometheus endpoint: GET /metrics on its own listener.
+type MetricsConfig struct {
+	Enabled bool   `yaml:"enabled"`
+	Listen  string `yaml:"listen"`
+}
+
 // NetworkConfig is the whole `network:` section of the bridge's config.
 type NetworkConfig struct {
 	WhatsApp            NetworkSection `yaml:"whatsapp"`
@@ -55,6 +61,7 @@ type NetworkConfig struct {
 	Identity            IdentityConfig `yaml:"identity"`
 	EnableReadReceipts  bool           `yaml:"enable_read_receipts"`
 	DisplaynameTemplate string         `yaml:"displayname_template"`
+	Metrics             MetricsConfig  `yaml:"metrics"`
 
 	displaynameTemplate *template.Template `yaml:"-"`
 }
@@ -142,6 +149,8 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Bool, "identity", "admin_assigned_numbers")
 	helper.Copy(up.Bool, "enable_read_receipts")
 	helper.Copy(up.Str, "displayname_template")
+	helper.Copy(up.Bool, "metrics", "enabled")
+	helper.Copy(up.Str, "metrics", "listen")
 }
 
 // Upgrader carries an existing config's values onto base (the example config), so
@@ -155,6 +164,7 @@ func Upgrader(base string) *up.StructUpgrader {
 			{"identity"},
 			{"enable_read_receipts"},
 			{"displayname_template"},
+			{"metrics"},
 		},
 		Base: base,
 	}

@@ -42,6 +42,7 @@ func TestExampleConfigDefaults(t *testing.T) {
 		Messenger:           config.NetworkSection{DisplayName: "Messenger"},
 		EnableReadReceipts:  true,
 		DisplaynameTemplate: "{{.Number}} ({{.Network}})",
+		Metrics:             config.MetricsConfig{Listen: "127.0.0.1:8001"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("example config parsed as\n%+v\nwant\n%+v", cfg, want)
@@ -79,6 +80,9 @@ identity:
     admin_assigned_numbers: true
 enable_read_receipts: false
 displayname_template: "{{.Name}} on {{.Network}}"
+metrics:
+    enabled: true
+    listen: 0.0.0.0:9100
 `
 	want := parse(t, full)
 	got := parse(t, upgrade(t, full))
@@ -124,6 +128,9 @@ display_name_unknown_key: dropped
 	}
 	if !got.EnableReadReceipts || got.DisplaynameTemplate != "{{.Number}} ({{.Network}})" {
 		t.Errorf("defaults not added: read receipts %v, template %q", got.EnableReadReceipts, got.DisplaynameTemplate)
+	}
+	if got.Metrics.Enabled || got.Metrics.Listen != "127.0.0.1:8001" {
+		t.Errorf("metrics not defaulted: %+v", got.Metrics)
 	}
 	if strings.Contains(out, "display_name_unknown_key") {
 		t.Error("unknown key survived the upgrade")
@@ -232,6 +239,17 @@ func TestValidate(t *testing.T) {
 		{"callback URL query", func(c *config.NetworkConfig) { c.CallbackBaseURL = "https://bridge.example/?x=1" }, []string{"query or fragment"}},
 		{"template syntax", func(c *config.NetworkConfig) { c.DisplaynameTemplate = "{{.Number" }, []string{"failed to parse displayname_template"}},
 		{"template field", func(c *config.NetworkConfig) { c.DisplaynameTemplate = "{{.Phone}}" }, []string{"failed to fill displayname_template"}},
+		{"metrics on localhost", func(c *config.NetworkConfig) {
+			c.Metrics = config.MetricsConfig{Enabled: true, Listen: "127.0.0.1:8001"}
+		}, nil},
+		{"metrics on every interface", func(c *config.NetworkConfig) { c.Metrics = config.MetricsConfig{Enabled: true, Listen: ":9100"} }, nil},
+		{"disabled metrics are not checked", func(c *config.NetworkConfig) { c.Metrics = config.MetricsConfig{Listen: "nonsense"} }, nil},
+		{"metrics without listen", func(c *config.NetworkConfig) { c.Metrics = config.MetricsConfig{Enabled: true} }, []string{"network.metrics.listen: must be set"}},
+		{"metrics without port", func(c *config.NetworkConfig) { c.Metrics = config.MetricsConfig{Enabled: true, Listen: "127.0.0.1"} }, []string{"network.metrics.listen: must be host:port"}},
+		{"metrics port name", func(c *config.NetworkConfig) {
+			c.Metrics = config.MetricsConfig{Enabled: true, Listen: "localhost:http"}
+		}, []string{`port "http" must be a number`}},
+		{"metrics port 0", func(c *config.NetworkConfig) { c.Metrics = config.MetricsConfig{Enabled: true, Listen: "localhost:0"} }, []string{`port "0" must be a number`}},
 		{"every problem at once", func(c *config.NetworkConfig) {
 			c.Messenger = config.NetworkSection{Enabled: true}
 		}, []string{"network.messenger.gateway_url", "network.messenger.integrator_id", "network.messenger.callback_secret", "network.messenger.root_public_key"}},

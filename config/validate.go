@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -74,6 +76,11 @@ func (c *NetworkConfig) Validate() error {
 		if _, err = c.FormatDisplayname(DisplaynameParams{Number: "+49 170 1234567", Name: "Name", Network: "WhatsApp"}); err != nil {
 			c.displaynameTemplate = nil
 			add("displayname_template", "%v", err)
+		}
+	}
+	if c.Metrics.Enabled {
+		if err := checkListen(c.Metrics.Listen); err != nil {
+			add("metrics.listen", "%v", err)
 		}
 	}
 	if len(problems) > 0 {
@@ -187,4 +194,20 @@ func DecodeRootKey(text string) (ed25519.PublicKey, error) {
 		return nil, fmt.Errorf("must be %d bytes, got %d", ed25519.PublicKeySize, len(b))
 	}
 	return ed25519.PublicKey(b), nil
+}
+
+// checkListen accepts host:port with a numeric port, as net.Listen takes it (an empty
+// host, ":8001", listens on every interface).
+func checkListen(addr string) error {
+	if addr == "" {
+		return errors.New("must be set (host:port) when metrics are enabled")
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("must be host:port: %w", err)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port %q must be a number from 1 to 65535", port)
+	}
+	return nil
 }
