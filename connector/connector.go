@@ -27,6 +27,7 @@ import (
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/astxn"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/callbacks"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/metrics"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/verify"
 	bridgedb "github.com/matrix-meta-interop/matrix-meta-interop/database"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore"
@@ -60,6 +61,11 @@ type InteropConnector struct {
 	Callbacks *callbacks.Handler
 	// TokenTTL is the lifetime of each dial's login token; 0 means DefaultTokenTTL.
 	TokenTTL time.Duration
+
+	// metrics counts what the bridge does (metrics.go); metricsServer serves it when
+	// metrics.enabled is on.
+	metrics       *metrics.Metrics
+	metricsServer *metrics.Server
 
 	validated bool
 	// queueRemoteEvent replaces bridgev2's queue in tests that have no homeserver.
@@ -127,6 +133,7 @@ func (c *InteropConnector) Init(bridge *bridgev2.Bridge) {
 	c.Store = sqlstore.New(bridge.DB.Database, bridge.Log.With().Str("db_section", "interop_store").Logger())
 	c.requireSynchronousPortals(bridge)
 	c.attachTracker(bridge)
+	c.setupMetrics(bridge)
 	c.Verifiers = append(c.Verifiers, c.configuredVerifiers(bridge)...)
 	c.registerSafetyCommands(bridge)
 	if c.Config.Identity.AdminAssignedNumbers {
@@ -151,6 +158,9 @@ func (c *InteropConnector) Start(ctx context.Context) error {
 			return err
 		}
 		c.startTracker()
+	}
+	if err := c.startMetrics(ctx); err != nil {
+		return err
 	}
 	for _, name := range c.Config.EnabledNetworks() {
 		s, _ := c.Config.Section(name)

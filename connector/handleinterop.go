@@ -38,6 +38,7 @@ func (ic *InteropClient) handleMessage(ctx context.Context, node stanza.Node) {
 	if acc == nil {
 		return
 	}
+	received := time.Now()
 	var got *bridgedb.Incoming
 	outcome, err := acc.HandleMessage(ctx, node, func(ctx context.Context, m *interop.DecryptedMessage) error {
 		in, err := ic.toIncoming(m)
@@ -50,6 +51,9 @@ func (ic *InteropClient) handleMessage(ctx context.Context, node stanza.Node) {
 		got = in
 		return nil
 	})
+	if outcome == interop.OutcomeUndecryptable {
+		ic.Main.metrics.DecryptFailed(string(ic.Network))
+	}
 	if err != nil {
 		log.Err(err).Msg("Failed to handle incoming message")
 		return
@@ -58,7 +62,7 @@ func (ic *InteropClient) handleMessage(ctx context.Context, node stanza.Node) {
 		log.Debug().Str("outcome", string(outcome)).Msg("Incoming message delivered nothing")
 		return
 	}
-	ic.bridgeIncoming(ctx, got)
+	ic.bridgeIncoming(ctx, got, received)
 }
 
 // replayIncoming bridges the messages left in the outbox by a crash or a failed
@@ -78,7 +82,7 @@ func (ic *InteropClient) replayIncoming(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		ic.bridgeIncoming(ctx, in)
+		ic.bridgeIncoming(ctx, in, in.ReceivedAt)
 	}
 }
 
@@ -87,15 +91,22 @@ func (ic *InteropClient) replayIncoming(ctx context.Context) {
 // bridgev2's handling itself. With a buffer, bridgev2 only queued it in memory and the
 // row is deleted anyway: a crash before the portal's loop handles it loses it, as
 // with any bridgev2 event queued that way. A failed handling keeps the row for the
-// next Connect, up to maxIncomingAttempts failures.
-func (ic *InteropClient) bridgeIncoming(ctx context.Context, in *bridgedb.Incoming) {
+// next Connect, up to maxIncomingAttempts failures. received is when the stanza
+// arrived, for the latency metric.
+func (ic *InteropClient) bridgeIncoming(ctx context.Context, in *bridgedb.Incoming, received time.Time) {
 	log := zerolog.Ctx(ctx).With().Str("stanza_id", in.StanzaID).Logger()
 	m, err := fromIncoming(in)
 	if err != nil {
 		// It was written by toIncoming, so this is a corrupt row: replaying it
 		// cannot help.
 		log.Err(err).Msg("Dropping an unreadable message from the outbox")
-	} else if res := ic.bridgeMessage(ctx, m); !res.Success {
+	} else if res := ic.bridgeMessage(ctx, m); res.Success {
+		var latency time.Duration
+		if !res.Ignored && !received.IsZero() {
+			latency = time.Since(received)
+		}
+		ic.Main.metrics.MessageIn(string(ic.Network), messageType(m.Message), latency)
+	} else {
 		if ctx.Err() != nil || ic.shuttingDown() {
 			log.Warn().Err(res.Error).Msg("Incoming message not bridged before the shutdown; it stays in the outbox")
 			return

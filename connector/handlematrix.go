@@ -26,6 +26,7 @@ const sendTimeout = 2 * time.Minute
 // HandleMatrixMessage sends a Matrix text, notice or emote to the 1:1 peer of the
 // portal. Refusals come back as a notice in the room with a message per code.
 func (ic *InteropClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
+	start := time.Now()
 	// Sent or refused for good (the sender sees the status): either way it must not be
 	// replayed after a restart. A crash before this point leaves it to the replay.
 	if msg != nil {
@@ -66,10 +67,7 @@ func (ic *InteropClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 		}
 		return nil, status.WithErrorReason(event.MessageStatusUnsupported)
 	}
-	sendCtx, cancel := context.WithTimeout(ctx, sendTimeout)
-	defer cancel()
-	id := interop.NewID()
-	res, err := acc.SendMessage(sendCtx, peer, id, content, interop.SendOptions{})
+	res, err := ic.sendToMeta(ctx, acc, peer, interop.NewID(), content, start)
 	if err != nil {
 		return nil, ic.sendError(peer.String(), err)
 	}

@@ -78,9 +78,7 @@ func (ic *InteropClient) targetKey(msg *database.Message) (msgconv.MessageKey, e
 // sendProtocol sends an edit, revoke or reaction to peer; SendMessage sets the
 // stanza's type and edit attribute from the message.
 func (ic *InteropClient) sendProtocol(ctx context.Context, acc *interop.Account, peer jid.JID, msg *waE2E.Message) (interop.SendResult, error) {
-	sendCtx, cancel := context.WithTimeout(ctx, sendTimeout)
-	defer cancel()
-	res, err := acc.SendMessage(sendCtx, peer, interop.NewID(), msg, interop.SendOptions{})
+	res, err := ic.sendToMeta(ctx, acc, peer, interop.NewID(), msg, time.Now())
 	if err != nil {
 		return res, ic.sendError(peer.String(), err)
 	}

@@ -177,7 +177,7 @@ func TestBridgeIncomingFromOutbox(t *testing.T) {
 					if err != nil || len(pending) != 1 {
 						t.Fatalf("pending %d, %v", len(pending), err)
 					}
-					ic.bridgeIncoming(ctx, pending[0])
+					ic.bridgeIncoming(ctx, pending[0], time.Time{})
 				}
 				pending, err := db.PendingIncoming(ctx, loginID)
 				if err != nil {
