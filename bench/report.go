@@ -190,3 +190,33 @@ func (r *Report) Print(w io.Writer) {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// AddNotes explains where the figures come from, and sets the floor next to the
+// whole-stack cost per message.
+func (r *Report) AddNotes() {
+	modes := map[string]bool{}
+	for _, d := range r.Throughput {
+		modes[d.Mode] = true
+	}
+	if modes[ModeStack] {
+		r.Notes = append(r.Notes, "stack: real Synapse (one Python process), metasim and the bridge process on this machine; "+
+			"rates there are bounded by Synapse, not the bridge. Latency: Matrix→Meta from the client's send to the simulated "+
+			"device's receipt of the decrypted message; Meta→Matrix from the simulated user's send to the event reaching the "+
+			"Matrix user's /sync.")
+	}
+	if modes[ModeLoadgen] {
+		r.Notes = append(r.Notes, "loadgen: the bridge's own ceiling. A load generator in the bench process plays the "+
+			"homeserver (pushes appservice transactions, answers the bridge's client-server calls from memory); metasim and the "+
+			"load generator share the machine's cores with the bridge. Latency: Matrix→Meta from the transaction push to the "+
+			"simulated device's receipt; Meta→Matrix from the simulated user's send to the bridge's PUT /send.")
+	}
+	if len(r.Memory) > 0 {
+		r.Notes = append(r.Notes, "memory: resident set (VmRSS) of a fresh bridge with the fake homeserver, read 5 s after the "+
+			"logins connected, without chats or traffic; per login = (RSS - RSS with no login) / logins.")
+	}
+	if out, in := FloorPerMessage(r.Floor, "sqlite"); out > 0 && in > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("interop/ floor on SQLite (the bridge's database here): %.3f ms CPU per outgoing "+
+			"message, %.3f ms per incoming, without network, HTTP or bridgev2; compare with bridge CPU ms/msg above.",
+			out/1e6, in/1e6))
+	}
+}

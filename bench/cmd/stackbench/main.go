@@ -1,0 +1,136 @@
+// Command stackbench measures the bridge through the whole stack (`make bench`): see
+// package bench. It prints a table and writes the figures as JSON under
+// bench/results/.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/bench"
+	"github.com/matrix-meta-interop/matrix-meta-interop/e2e/kit"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		pairs      = flag.Int("pairs", 10, "Matrix users, each chatting with its own simulated Meta user")
+		messages   = flag.Int("messages", 100, "messages each user sends in each direction")
+		window     = flag.Int("window", 4, "messages one user may have in flight")
+		modes      = flag.String("modes", "floor,stack,loadgen,memory", "what to run: floor (interop/ benchmarks), stack (real Synapse), loadgen (fake homeserver), memory (RSS per login, with the fake homeserver)")
+		logins     = flag.String("memory-logins", "1,100,1000", "connected login counts for the memory readings")
+		results    = flag.String("results", "", "folder for the JSON results (default bench/results in the checkout)")
+		stall      = flag.Duration("stall", 30*time.Second, "end a phase when nothing arrived for this long")
+		logLevel   = flag.String("bridge-log-level", "info", "the bridge's logging.min_level during the run")
+		benchtime  = flag.String("floor-benchtime", "1s", "-benchtime for the interop/ benchmarks")
+		keepFolder = flag.Bool("keep", false, "keep the bridges' folders (logs, databases)")
+	)
+	flag.Parse()
+	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly}).With().Timestamp().Logger()
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+
+	root, err := kit.RepoRoot()
+	if err != nil {
+		log.Error().Err(err).Msg("Run stackbench inside the checkout")
+		return 2
+	}
+	var counts []int
+	for _, s := range strings.Split(*logins, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			log.Error().Str("value", s).Msg("Bad -memory-logins")
+			return 2
+		}
+		counts = append(counts, n)
+	}
+	want := map[string]bool{}
+	for _, m := range strings.Split(*modes, ",") {
+		want[strings.TrimSpace(m)] = true
+	}
+	dir, err := os.MkdirTemp("", "stackbench-")
+	if err != nil {
+		log.Error().Err(err).Msg("Failed to make a work folder")
+		return 1
+	}
+	if *keepFolder {
+		log.Info().Str("dir", dir).Msg("Keeping the work folder")
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	rep := &bench.Report{StartedAt: time.Now(), Host: bench.CurrentHost(), Settings: map[string]any{
+		"pairs": *pairs, "messages_per_user_per_direction": *messages, "window": *window, "modes": *modes,
+		"memory_logins": counts, "bridge_log_level": *logLevel, "bridge_database": "sqlite",
+	}}
+	o := bench.Options{RepoRoot: root, Dir: dir, Pairs: *pairs, Messages: *messages, Window: *window,
+		MemoryLogins: counts, Stall: *stall, BridgeLogLevel: *logLevel, Log: log}
+	fail := func(what string, err error) {
+		log.Error().Err(err).Msg(what)
+		rep.Errors = append(rep.Errors, what+": "+err.Error())
+	}
+
+	if want["floor"] {
+		log.Info().Msg("Running the interop/ per-message benchmarks (the floor)")
+		floor, _, err := bench.RunFloor(ctx, root, *benchtime)
+		if err != nil {
+			fail("interop/ floor", err)
+		}
+		rep.Floor = floor
+	}
+	if want["stack"] || want["loadgen"] || want["memory"] {
+		log.Info().Msg("Building the bridge")
+		o.BridgeBinary, err = kit.BuildBridge(ctx, root, dir)
+		if err != nil {
+			log.Error().Err(err).Msg("Failed to build the bridge")
+			return 1
+		}
+	}
+	if want["stack"] {
+		if err := bench.RunStack(ctx, o, rep); err != nil {
+			fail("stack mode", err)
+		}
+	}
+	if want["loadgen"] {
+		if err := bench.RunLoadgen(ctx, o, rep); err != nil {
+			fail("loadgen mode", err)
+		}
+	}
+	if want["memory"] && len(counts) > 0 {
+		if err := bench.RunMemory(ctx, o, rep); err != nil {
+			fail("memory", err)
+		}
+	}
+	rep.AddNotes()
+	rep.FinishedAt = time.Now()
+	rep.Print(os.Stdout)
+	out := *results
+	if out == "" {
+		out = filepath.Join(root, "bench", "results")
+	}
+	path, err := rep.WriteJSON(out)
+	if err != nil {
+		log.Error().Err(err).Msg("Failed to write the results")
+		return 1
+	}
+	fmt.Printf("results written to %s\n", path)
+	if len(rep.Errors) > 0 {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,95 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/e2e/kit"
+)
+
+// RunStack measures both directions through the real Synapse, metasim and the
+// bridge process.
+func RunStack(ctx context.Context, o Options, rep *Report) error {
+	dir := filepath.Join(o.Dir, "stack")
+	log := o.Log.With().Str("mode", ModeStack).Logger()
+	log.Info().Msg("Starting Synapse, metasim and the bridge")
+	st, err := kit.StartStack(ctx, kit.StackOptions{RepoRoot: o.RepoRoot, BridgeBinary: o.BridgeBinary, Dir: dir,
+		Metasim: simAdjust, BridgeConfig: o.bridgeConfig()})
+	if err != nil {
+		return fmt.Errorf("failed to start the stack: %w", err)
+	}
+	defer st.Close()
+	e := &env{mode: ModeStack, o: o, bridge: st.Bridge, sim: st.Sim, log: log}
+	var users []*kit.User
+	defer func() {
+		for _, u := range users {
+			u.Close()
+		}
+	}()
+	userCh := make(chan *kit.User, o.Pairs)
+	mk := func(ctx context.Context, p *pair) error {
+		u, err := st.Synapse.NewUser(ctx, fmt.Sprintf("bench%d", p.idx), false)
+		if err != nil {
+			return err
+		}
+		userCh <- u
+		p.user, p.mxid, p.token = u, u.ID, u.Client.AccessToken
+		return nil
+	}
+	joined := func(ctx context.Context, p *pair) error {
+		_, err := p.user.WaitEvent(ctx, 60*time.Second, "own join in the portal", func(evt *event.Event) bool {
+			return evt.RoomID == p.room && evt.Type == event.StateMember && evt.GetStateKey() == p.mxid.String() &&
+				evt.Content.AsMember().Membership == event.MembershipJoin
+		})
+		return err
+	}
+	log.Info().Int("pairs", o.Pairs).Msg("Registering Matrix users, logging in and opening chats")
+	err = e.setupPairs(ctx, o.Pairs, mk, joined)
+	close(userCh)
+	for u := range userCh {
+		users = append(users, u)
+	}
+	if err != nil {
+		return fmt.Errorf("failed to set up the pairs (bridge log: %s): %w", st.Bridge.LogPath, err)
+	}
+	watchCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	e.watchInboxes(watchCtx)
+	for _, p := range e.pairs {
+		go watchMatrix(watchCtx, e, p)
+	}
+	res, err := e.measure(ctx, func(ctx context.Context, pair int, body string) error {
+		p := e.pairs[pair]
+		_, err := p.user.SendText(ctx, p.room, body)
+		return err
+	})
+	rep.Throughput = append(rep.Throughput, res...)
+	return err
+}
+
+// watchMatrix hands every message the Matrix user receives in the portal from
+// someone else (the peer's ghost) to the current phase, timed when the user's sync
+// delivered it.
+func watchMatrix(ctx context.Context, e *env, p *pair) {
+	mark := 0
+	for {
+		evts, next, changed := p.user.EventsAfter(mark)
+		now := time.Now()
+		for _, evt := range evts {
+			if evt.Type != event.EventMessage || evt.RoomID != p.room || evt.Sender == p.mxid {
+				continue
+			}
+			e.arrive(evt.Content.AsMessage().Body, now)
+		}
+		mark = next
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}

@@ -1,0 +1,17 @@
+package kit
+
+import "maunium.net/go/mautrix/event"
+
+// EventsAfter returns the events received after mark, the mark after them, and a
+// channel closed when more arrive: for a watcher that must see every event once, as
+// the benchmarks' arrival timers do.
+func (u *User) EventsAfter(mark int) ([]*event.Event, int, <-chan struct{}) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if mark > len(u.events) {
+		mark = len(u.events)
+	}
+	out := make([]*event.Event, len(u.events)-mark)
+	copy(out, u.events[mark:])
+	return out, len(u.events), u.changed
+}
