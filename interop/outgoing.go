@@ -348,7 +348,21 @@ func (a *Account) sendLoop(ctx context.Context, id string, opts SendOptions, pre
 		if needPrepare {
 			n, err := prepare(ctx, refresh)
 			if err != nil {
-				return fmt.Errorf("failed to prepare message %s: %w", id, err)
+				// Preparing asks the gateway for device lists and bundles: while the
+				// connection is down (a send right after a restart, before the
+				// reconnect), wait for it like for a failed stanza send.
+				if !isTransportError(err) || ctx.Err() != nil {
+					return fmt.Errorf("failed to prepare message %s: %w", id, err)
+				}
+				if transient++; maxAttempts > 0 && transient >= maxAttempts {
+					return fmt.Errorf("failed to prepare message %s after %d attempts: %w", id, transient, err)
+				}
+				wait := backoff.Next()
+				log.Debug().Err(err).Dur("retry_in", wait).Msg("Preparing again once the gateway is reachable")
+				if serr := a.retry.Sleep(ctx, wait); serr != nil {
+					return fmt.Errorf("failed to prepare message %s: %w (last error: %w)", id, serr, err)
+				}
+				continue
 			}
 			node, needPrepare = n, false
 		}

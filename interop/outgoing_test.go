@@ -296,3 +296,20 @@ func TestSendValidation(t *testing.T) {
 		t.Fatalf("send to a user without devices: %v", err)
 	}
 }
+
+// A send while the connection is down (right after a restart, before the reconnect)
+// waits with the backoff for the gateway instead of failing at once; MaxAttempts
+// still bounds it.
+func TestSendWhileDisconnectedWaits(t *testing.T) {
+	gw := newTestGateway(t)
+	startNew(t, gw, bobJID)
+	alice := startNew(t, gw, aliceJID)
+	alice.stop()
+	res, err := alice.SendMessage(context.Background(), bobJID, "", textMsg("later"), SendOptions{MaxAttempts: 3})
+	if !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("err %v, want ErrNotConnected after the attempts", err)
+	}
+	if got := alice.sleeps.get(); !slices.Equal(got, []time.Duration{time.Second, 2 * time.Second}) {
+		t.Fatalf("waits %v, want 1 s doubling before giving up (result %+v)", got, res)
+	}
+}
