@@ -6,7 +6,6 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
-	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/event"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/astxn"
@@ -20,7 +19,7 @@ const replayMaxAge = 24 * time.Hour
 // connector/astxn). Messages in portal rooms stay unhandled until HandleMatrixMessage
 // returns; everything else counts as handled once bridgev2's handlers returned.
 func (c *InteropConnector) attachTracker(bridge *bridgev2.Bridge) {
-	mx, ok := bridge.Matrix.(*matrix.Connector)
+	mx, ok := realMatrix(bridge)
 	if !ok || mx.AS == nil || mx.EventProcessor == nil {
 		return
 	}
@@ -48,7 +47,7 @@ func (c *InteropConnector) handledByConnector(ctx context.Context, evt *event.Ev
 // rows. It runs after the Matrix side started, which holds new transactions until
 // the replay is done.
 func (c *InteropConnector) startTracker() {
-	mx, ok := c.Bridge.Matrix.(*matrix.Connector)
+	mx, ok := realMatrix(c.Bridge)
 	if c.tracker == nil || !ok {
 		return
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
-	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/verify"
@@ -49,7 +48,7 @@ type NumberVerifier interface {
 func (c *InteropConnector) configuredVerifiers(bridge *bridgev2.Bridge) []NumberVerifier {
 	var out []NumberVerifier
 	if token := c.Config.Identity.SynapseAdminToken; token != "" {
-		mx, ok := bridge.Matrix.(*matrix.Connector)
+		mx, ok := realMatrix(bridge)
 		if !ok {
 			bridge.Log.Warn().Msg("identity.synapse_admin_token is set, but the Matrix connector has no homeserver address")
 		} else if v, err := verify.NewThreepid(mx.Config.Homeserver.Address, token, nil); err != nil {
