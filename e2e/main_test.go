@@ -100,6 +100,7 @@ func startStack(t *testing.T, postgres bool, adjust func(*kit.StackOptions)) *en
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs at failure:\n%s", st.Logs(60))
+			keepLogs(t, st)
 		}
 		st.Close()
 	})
@@ -151,6 +152,21 @@ func inboxText(text string) func(map[string]any) bool {
 	}
 }
 
-func tempName(t *testing.T) string {
-	return strings.ReplaceAll(filepath.Base(t.Name()), "/", "_")
+// keepLogs copies the bridge's and Synapse's whole logs to
+// $E2E_LOG_DIR (default /tmp/e2e-logs) when a test fails.
+func keepLogs(t *testing.T, st *kit.Stack) {
+	dir := os.Getenv("E2E_LOG_DIR")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "e2e-logs")
+	}
+	name := strings.ReplaceAll(t.Name(), "/", "_")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return
+	}
+	for suffix, path := range map[string]string{"bridge": st.Bridge.LogPath, "synapse": st.Synapse.LogPath} {
+		if data, err := os.ReadFile(path); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, name+"."+suffix+".log"), data, 0o600)
+		}
+	}
+	t.Logf("full logs kept in %s/%s.*.log", dir, name)
 }
