@@ -244,14 +244,36 @@ func userFacing(err error) string {
 
 func (c *InteropConnector) cmdBlock(ce *commands.Event) {
 	ce.Reply(c.runSafety(ce, func(ctx context.Context, ic *InteropClient) (string, error) {
-		return "Blocked this contact.", ic.BlockContact(ctx, ce.Portal)
+		if err := ic.BlockContact(ctx, ce.Portal); err != nil {
+			return "", err
+		}
+		markBlocked(ctx, ce.Portal, true)
+		return "Blocked this contact.", nil
 	}))
 }
 
 func (c *InteropConnector) cmdUnblock(ce *commands.Event) {
 	ce.Reply(c.runSafety(ce, func(ctx context.Context, ic *InteropClient) (string, error) {
-		return "Unblocked this contact.", ic.UnblockContact(ctx, ce.Portal)
+		if err := ic.UnblockContact(ctx, ce.Portal); err != nil {
+			return "", err
+		}
+		markBlocked(ctx, ce.Portal, false)
+		return "Unblocked this contact.", nil
 	}))
+}
+
+// markBlocked keeps bridgev2's record of the block (portal.UserBlocked, which Matrix
+// clients see in the room's bridge info) in step with a block or unblock done by
+// command. bridgev2 keeps it itself for its block-user event (HandleMatrixBlockUser).
+func markBlocked(ctx context.Context, portal *bridgev2.Portal, blocked bool) {
+	if portal.UserBlocked == blocked {
+		return
+	}
+	portal.UserBlocked = blocked
+	portal.UpdateBridgeInfo(ctx)
+	if err := portal.Save(ctx); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to save the portal's block state")
+	}
 }
 
 func (c *InteropConnector) cmdReport(ce *commands.Event) {
