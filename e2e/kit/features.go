@@ -2,12 +2,15 @@ package kit
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"time"
 
+	_ "github.com/mattn/go-sqlite3"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
@@ -257,4 +260,19 @@ func ItemKey(item map[string]any, field string) map[string]any {
 		return map[string]any{}
 	}
 	return m
+}
+
+// ExecSQLite runs one statement on the bridge's SQLite database (stop the bridge
+// first) and returns the rows it changed: for breaking the bridge's state on purpose.
+func (b *Bridge) ExecSQLite(ctx context.Context, query string, args ...any) (int64, error) {
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(b.Dir, "bridge.db")+"?_txlock=immediate")
+	if err != nil {
+		return 0, fmt.Errorf("failed to open the bridge's database: %w", err)
+	}
+	defer db.Close()
+	res, err := db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("failed to run %q on the bridge's database: %w", query, err)
+	}
+	return res.RowsAffected()
 }
