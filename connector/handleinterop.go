@@ -210,9 +210,8 @@ func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.Decrypted
 		return res
 	}
 	if m.Message.GetConversation() == "" && m.Message.GetExtendedTextMessage() == nil {
-		// TODO media (msgconv has no media yet).
-		log.Info().Str("type", m.Info.Type).Msg("Ignoring non-text message: not bridged yet")
-		return bridgev2.EventHandlingResultIgnored
+		// Media is not bridged yet: msgconv puts a notice saying what arrived.
+		log.Info().Str("type", m.Info.Type).Msg("Bridging a message this bridge cannot show as a notice")
 	}
 	chat, sender := m.Info.Chat.ToUser(), m.Info.Sender.ToUser()
 	ts := m.Info.Timestamp

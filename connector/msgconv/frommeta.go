@@ -2,6 +2,7 @@ package msgconv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -47,7 +48,9 @@ type Edit struct {
 // FromMeta converts an incoming conversation or extendedTextMessage into one Matrix part.
 func (c *Converter) FromMeta(ctx context.Context, info MetaInfo, msg *waE2E.Message) (*bridgev2.ConvertedMessage, error) {
 	part, ci, err := c.textPart(ctx, msg)
-	if err != nil {
+	if errors.Is(err, ErrUnsupported) {
+		return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{Placeholder(msg)}}, nil
+	} else if err != nil {
 		return nil, err
 	}
 	cm := &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{part}}
@@ -253,6 +256,24 @@ func TextOnly(msg *waE2E.Message) string {
 		return "Message deleted"
 	}
 	return ""
+}
+
+// Placeholder is the notice that stands in for content the bridge cannot show yet
+// (media, locations, unknown types), so that the Matrix user knows something arrived
+// rather than seeing a gap.
+func Placeholder(msg *waE2E.Message) *bridgev2.ConvertedMessagePart {
+	what := TextOnly(msg)
+	if what == "" {
+		what = "A message of a kind this bridge does not know"
+	}
+	return &bridgev2.ConvertedMessagePart{
+		Type: event.EventMessage,
+		Content: &event.MessageEventContent{
+			MsgType:  event.MsgNotice,
+			Body:     what + " (not shown: this bridge cannot bridge it yet)",
+			Mentions: &event.Mentions{},
+		},
+	}
 }
 
 func withCaption(kind, caption string) string {
