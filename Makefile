@@ -5,7 +5,7 @@ GOFLAGS_BRIDGE := -tags goolm
 # none answers.
 export INTEROP_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: test vet unit e2e bench generate
+.PHONY: test vet unit e2e demo bench generate
 
 test: vet unit e2e
 
@@ -19,9 +19,17 @@ unit:
 
 # Tests against the real Synapse (started from the cached Debian sid chroot that
 # scripts/synapse-chroot.sh builds on first use, about a minute).
+# The end-to-end suite (e2e/): the real Synapse, metasim and the bridge process, on
+# SQLite and PostgreSQL.
 e2e:
 	bash scripts/synapse-chroot.sh >/dev/null
-	$(GO) test -tags goolm,synapse -count=1 -timeout 30m -run Synapse ./connector/...
+	bash scripts/ensure-postgres.sh
+	$(GO) test -tags goolm,synapse -count=1 -timeout 30m -run Synapse ./connector/... ./e2e/...
+
+# The demo stack: Synapse + metasim + the bridge on SQLite, a scripted conversation,
+# then it stays up for a Matrix client until Ctrl-C.
+demo:
+	$(GO) run -tags goolm ./e2e/cmd/demo
 
 bench:
 	bash scripts/ensure-postgres.sh
