@@ -57,6 +57,7 @@ type pair struct {
 // env is a running bridge and simulator with pairs, in one mode.
 type env struct {
 	mode   string
+	hsPID  int // the homeserver's process, when it is one (Synapse)
 	o      Options
 	bridge *kit.Bridge
 	sim    *kit.Metasim
@@ -269,6 +270,7 @@ func (e *env) measure(ctx context.Context, toMeta func(ctx context.Context, pair
 	}
 	for i := range phases {
 		phases[i].pairs, phases[i].window, phases[i].stall, phases[i].pid = len(e.pairs), e.o.Window, e.o.Stall, pid
+		phases[i].hsPID = e.hsPID
 	}
 	for _, ph := range phases {
 		warm := ph

@@ -72,6 +72,8 @@ type phase struct {
 	stall time.Duration
 	send  func(ctx context.Context, pair int, body string) error
 	pid   int
+	// hsPID, when set, is the homeserver's process, whose CPU time is read too.
+	hsPID int
 }
 
 // run measures the phase and returns its result, with the tracker so watchers can
@@ -81,6 +83,12 @@ func (p phase) run(ctx context.Context, t *tracker, mode string) (DirectionResul
 	start, err := ReadProc(p.pid)
 	if err != nil {
 		return res, err
+	}
+	var hsStart ProcSample
+	if p.hsPID != 0 {
+		if hsStart, err = ReadProc(p.hsPID); err != nil {
+			return res, err
+		}
 	}
 	t.last.Store(start.At.UnixNano())
 	var sent, failed atomic.Int64
@@ -100,17 +108,20 @@ func (p phase) run(ctx context.Context, t *tracker, mode string) (DirectionResul
 				}
 				body := messageBody(p.dir, pair, n)
 				t.pending.Store(body, time.Now())
-				if err := p.send(sendCtx, pair, body); err != nil {
-					t.pending.Delete(body)
-					<-t.windows[pair]
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
-					if sendCtx.Err() != nil {
+				// Each send runs on its own, so that a slow answer (Synapse's to a
+				// client's send) does not hold back the rest of the window.
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := p.send(sendCtx, pair, body); err != nil {
+						t.pending.Delete(body)
+						<-t.windows[pair]
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, err)
 						return
 					}
-					continue
-				}
-				sent.Add(1)
+					sent.Add(1)
+				}()
 			}
 		}()
 	}
@@ -130,6 +141,10 @@ func (p phase) run(ctx context.Context, t *tracker, mode string) (DirectionResul
 		}
 	}
 	end, err := ReadProc(p.pid)
+	var hsEnd ProcSample
+	if err == nil && p.hsPID != 0 {
+		hsEnd, err = ReadProc(p.hsPID)
+	}
 	stopSending()
 	wg.Wait()
 	if err != nil {
@@ -141,6 +156,11 @@ func (p phase) run(ctx context.Context, t *tracker, mode string) (DirectionResul
 	}
 	res.Sent = int(sent.Load())
 	res.Fill(start, end, &t.lat)
+	if p.hsPID != 0 && res.Arrived > 0 && res.Seconds > 0 {
+		cpu := hsEnd.CPU - hsStart.CPU
+		res.HomeserverCPUPerMs = round(float64(cpu)/float64(time.Millisecond)/float64(res.Arrived), 3)
+		res.HomeserverCores = round(cpu.Seconds()/res.Seconds, 3)
+	}
 	if failed.Load() > 0 {
 		return res, fmt.Errorf("%d of %d sends failed; first: %v", failed.Load(), total, firstErr.Load())
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -67,6 +66,10 @@ type DirectionResult struct {
 	// CPUShare is the bridge's CPU time over the wall time, in cores.
 	CPUShare float64 `json:"bridge_cpu_cores"`
 	RSSBytes int64   `json:"bridge_rss_bytes"`
+	// The homeserver's CPU time per message and over the wall time (stack mode:
+	// Synapse's process).
+	HomeserverCPUPerMs float64 `json:"homeserver_cpu_ms_per_message,omitempty"`
+	HomeserverCores    float64 `json:"homeserver_cpu_cores,omitempty"`
 }
 
 // MemoryResult is the bridge's resident memory with a number of connected logins.
@@ -150,18 +153,25 @@ func directionLabel(dir string) string {
 
 // Print writes the report as readable tables.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "Bridge benchmark, %s, %d CPUs, %s\n\n", r.StartedAt.UTC().Format(time.RFC3339), r.Host.CPUs, r.Host.GoVersion)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tdirection\tusers\tsent\tarrived\tmsg/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\tbridge CPU ms/msg\tbridge cores\tbridge RSS MiB\t")
-	for _, d := range r.Throughput {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.3f\t%.3f\t%.1f\t\n",
-			modeLabel(d.Mode), directionLabel(d.Direction), d.Users, d.Sent, d.Arrived, d.PerSec,
-			d.Latency.P50ms, d.Latency.P95ms, d.Latency.P99ms, d.Latency.MaxMs, d.CPUPerMs, d.CPUShare, mib(d.RSSBytes))
+	fmt.Fprintf(w, "Bridge benchmark, %s, %d CPUs, %s\n", r.StartedAt.UTC().Format(time.RFC3339), r.Host.CPUs, r.Host.GoVersion)
+	if len(r.Throughput) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "mode\tdirection\tusers\tsent\tarrived\tmsg/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\tbridge CPU ms/msg\tbridge cores\tbridge RSS MiB\tSynapse CPU ms/msg\tSynapse cores\t")
+		for _, d := range r.Throughput {
+			hsPer, hsCores := "-", "-"
+			if d.HomeserverCores > 0 {
+				hsPer, hsCores = fmt.Sprintf("%.2f", d.HomeserverCPUPerMs), fmt.Sprintf("%.3f", d.HomeserverCores)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.3f\t%.3f\t%.1f\t%s\t%s\t\n",
+				modeLabel(d.Mode), directionLabel(d.Direction), d.Users, d.Sent, d.Arrived, d.PerSec,
+				d.Latency.P50ms, d.Latency.P95ms, d.Latency.P99ms, d.Latency.MaxMs, d.CPUPerMs, d.CPUShare, mib(d.RSSBytes), hsPer, hsCores)
+		}
+		_ = tw.Flush()
 	}
-	_ = tw.Flush()
 	if len(r.Memory) > 0 {
 		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "mode\tconnected logins\tbridge RSS MiB\tbaseline MiB\tKiB per login\t")
 		for _, m := range r.Memory {
 			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t\n", modeLabel(m.Mode), m.Logins, mib(m.RSSBytes), mib(m.BaselineBytes), float64(m.PerLoginBytes)/1024)
@@ -170,7 +180,7 @@ func (r *Report) Print(w io.Writer) {
 	}
 	if len(r.Floor) > 0 {
 		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "interop/ floor (no network)\tµs/op\tB/op\tallocs/op\t")
 		for _, f := range r.Floor {
 			fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%.0f\t\n", f.Name, f.NsPerOp/1000, f.BytesPerOp, f.AllocsPerOp)
@@ -178,15 +188,12 @@ func (r *Report) Print(w io.Writer) {
 		_ = tw.Flush()
 	}
 	for _, n := range r.Notes {
-		fmt.Fprintf(w, "\nnote: %s", n)
+		fmt.Fprintf(w, "\nnote: %s\n", n)
 	}
 	for _, e := range r.Errors {
-		fmt.Fprintf(w, "\nerror: %s", e)
+		fmt.Fprintf(w, "\nerror: %s\n", e)
 	}
-	if len(r.Notes)+len(r.Errors) > 0 {
-		fmt.Fprintln(w)
-	}
-	fmt.Fprintln(w, strings.Repeat("-", 20))
+	fmt.Fprintln(w)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -23,7 +23,7 @@ func RunStack(ctx context.Context, o Options, rep *Report) error {
 		return fmt.Errorf("failed to start the stack: %w", err)
 	}
 	defer st.Close()
-	e := &env{mode: ModeStack, o: o, bridge: st.Bridge, sim: st.Sim, log: log}
+	e := &env{mode: ModeStack, o: o, bridge: st.Bridge, sim: st.Sim, log: log, hsPID: st.Synapse.PID()}
 	var users []*kit.User
 	defer func() {
 		for _, u := range users {

@@ -15,3 +15,11 @@ func (u *User) EventsAfter(mark int) ([]*event.Event, int, <-chan struct{}) {
 	copy(out, u.events[mark:])
 	return out, len(u.events), u.changed
 }
+
+// PID is Synapse's process id (the Python process; chroot execs it), or 0.
+func (s *Synapse) PID() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
