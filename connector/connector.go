@@ -14,6 +14,7 @@ package connector
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -68,6 +69,10 @@ type InteropConnector struct {
 	metricsServer *metrics.Server
 
 	validated bool
+	// started is closed once Start has upgraded the tables; logins wait for it, since
+	// bridgev2 serves provisioning (and login commands) before the network starts.
+	started     chan struct{}
+	startedOnce sync.Once
 	// queueRemoteEvent replaces bridgev2's queue in tests that have no homeserver.
 	queueRemoteEvent func(*bridgev2.UserLogin, bridgev2.RemoteEvent) bridgev2.EventHandlingResult
 }
@@ -129,6 +134,7 @@ func (c *InteropConnector) GetBridgeInfoVersion() (info, capabilities int) {
 // bridge's database (upgraded in Start) and fills the verifiers; it must not block.
 func (c *InteropConnector) Init(bridge *bridgev2.Bridge) {
 	c.Bridge = bridge
+	c.started = make(chan struct{})
 	c.DB = bridgedb.New(bridge.DB.Database, bridge.Log.With().Str("db_section", "interop_bridge").Logger())
 	c.Store = sqlstore.New(bridge.DB.Database, bridge.Log.With().Str("db_section", "interop_store").Logger())
 	c.requireSynchronousPortals(bridge)
@@ -159,6 +165,7 @@ func (c *InteropConnector) Start(ctx context.Context) error {
 			return err
 		}
 		c.startTracker()
+		c.startedOnce.Do(func() { close(c.started) })
 	}
 	if err := c.startMetrics(ctx); err != nil {
 		return err
@@ -280,4 +287,18 @@ func (c *InteropConnector) LoadUserLogin(ctx context.Context, login *bridgev2.Us
 	}
 	login.Client = newInteropClient(c, login, network, account)
 	return nil
+}
+
+// waitStarted waits until Start has set up the connector's tables (at once when the
+// connector was never initialized with a bridge, as in some tests).
+func (c *InteropConnector) waitStarted(ctx context.Context) error {
+	if c.started == nil {
+		return nil
+	}
+	select {
+	case <-c.started:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("the bridge is still starting: %w", ctx.Err())
+	}
 }

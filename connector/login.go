@@ -156,6 +156,9 @@ func (pl *PhoneLogin) Cancel() {}
 
 // SubmitUserInput checks the input, proves the number and creates the login.
 func (pl *PhoneLogin) SubmitUserInput(ctx context.Context, input map[string]string) (*bridgev2.LoginStep, error) {
+	if err := pl.Main.waitStarted(ctx); err != nil {
+		return nil, err
+	}
 	data, err := pl.Main.prepareLogin(ctx, pl.User.MXID, input)
 	if err != nil {
 		return nil, err

@@ -205,3 +205,50 @@ func TestLoginThroughBridgeRefusesUnverified(t *testing.T) {
 		t.Fatalf("logins after a refusal: %v, %v", logins, err)
 	}
 }
+
+// A login submitted while the bridge is still starting (bridgev2 serves provisioning
+// before the network connector has upgraded its tables) waits for the start instead
+// of failing on missing tables.
+func TestLoginWaitsForStart(t *testing.T) {
+	db := sqltest.SQLite(t)
+	c := newTestConnector(t, func(nc *config.NetworkConfig) { nc.Identity.AllowUnverifiedNumbers = true })
+	log := zerolog.New(newTestLogWriter(t)).Level(zerolog.InfoLevel)
+	br := bridgev2.NewBridge("test", db, log, nil, &stubMatrix{states: make(chan status.BridgeState, 16)}, c, commands.NewProcessor)
+	ctx := log.WithContext(context.Background())
+	if err := br.DB.Upgrade(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bgCtx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	br.BackgroundCtx = bgCtx
+	alice, err := br.GetUserByMXID(ctx, "@alice:test.invalid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc, err := c.CreateLogin(ctx, alice, LoginFlowIDPhoneNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	early, stop := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer stop()
+	input := map[string]string{"network": "whatsapp", "phone_number": "+491701234567"}
+	if _, err := proc.(bridgev2.LoginProcessUserInput).SubmitUserInput(early, input); err == nil || !strings.Contains(err.Error(), "still starting") {
+		t.Fatalf("login before the start: %v, want a 'still starting' error", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := proc.(bridgev2.LoginProcessUserInput).SubmitUserInput(ctx, input)
+		done <- err
+	}()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("login after the start: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the waiting login never went on")
+	}
+}
