@@ -257,9 +257,16 @@ func TestSynapseFeatures(t *testing.T) {
 			}
 		}
 		c.inbox(t, "Alice's 👍", "reaction", isReaction("👍", false))
-		_, err = alice.Redact(c.ctx, room, reactionID)
+		// A second reaction replaces the first, as on WhatsApp: the Meta user sees
+		// the new one, and the bridge takes the old one off Matrix.
+		mark := alice.Mark()
+		secondID, err := alice.React(c.ctx, room, peerEvt, "😂")
 		must(t, err)
-		c.inbox(t, "Alice taking her 👍 back", "reaction", isReaction("", true))
+		c.inbox(t, "Alice's 😂", "reaction", isReaction("😂", false))
+		waitFor(t, alice, mark, "the redaction of the replaced 👍", kit.IsRedaction(room, bot, reactionID))
+		_, err = alice.Redact(c.ctx, room, secondID)
+		must(t, err)
+		c.inbox(t, "Alice taking her 😂 back", "reaction", isReaction("", true))
 	})
 
 	t.Run("ReceiptsFromMeta", func(t *testing.T) {
