@@ -69,6 +69,9 @@ type InteropClient struct {
 	cancel    context.CancelFunc
 	done      chan struct{} // closed when the current run loop returned
 	connected bool
+	// replayed is closed when the current run loop has replayed the outbox; live
+	// messages wait for it so that they come after the replayed ones.
+	replayed chan struct{}
 }
 
 var (
@@ -120,8 +123,9 @@ func (ic *InteropClient) Connect(ctx context.Context) {
 	runCtx, cancel := context.WithCancel(log.WithContext(base))
 	done := make(chan struct{})
 	ic.acc, ic.cancel, ic.done, ic.connected = acc, cancel, done, false
+	ic.replayed = make(chan struct{})
 	ic.sendState(status.StateConnecting, "", "")
-	go ic.run(runCtx, acc, done)
+	go ic.run(runCtx, acc, done, ic.replayed)
 }
 
 // newAccount loads (or, on the first connection, creates) the account's Signal
@@ -191,12 +195,20 @@ func (ic *InteropClient) dial(ctx context.Context) (interop.FrameConn, error) {
 	return interop.SocketDialer(socket.DialOptions{URL: section.GatewayURL, RootKey: section.RootKey(), Payload: payload})(ctx)
 }
 
-// run replays the outbox, then keeps the connection until Disconnect or a terminal
-// refusal, then says why it stopped.
-func (ic *InteropClient) run(ctx context.Context, acc *interop.Account, done chan struct{}) {
+// run replays the outbox while it connects, keeps the connection until Disconnect or
+// a terminal refusal, then says why it stopped.
+//
+// The replay must not hold up the connection: a portal may be busy with a Matrix
+// message replayed at start that waits for the gateway, and the outbox replay waits
+// for that portal. Messages received live wait for the replay instead (waitReplayed),
+// so that the replayed ones still come first.
+func (ic *InteropClient) run(ctx context.Context, acc *interop.Account, done, replayed chan struct{}) {
 	defer close(done)
-	// Messages acked but not bridged before a crash or a failed queueing go first.
-	ic.replayIncoming(ctx)
+	go func() {
+		defer close(replayed)
+		// Messages acked but not bridged before a crash or a failed queueing go first.
+		ic.replayIncoming(ctx)
+	}()
 	err := acc.Run(ctx)
 	ic.lock.Lock()
 	if ic.done == done {
@@ -276,6 +288,20 @@ func (ic *InteropClient) setConnected(c bool) {
 	ic.lock.Lock()
 	ic.connected = c
 	ic.lock.Unlock()
+}
+
+// waitReplayed waits until the current run loop replayed the outbox.
+func (ic *InteropClient) waitReplayed(ctx context.Context) {
+	ic.lock.Lock()
+	replayed := ic.replayed
+	ic.lock.Unlock()
+	if replayed == nil {
+		return
+	}
+	select {
+	case <-replayed:
+	case <-ctx.Done():
+	}
 }
 
 func (ic *InteropClient) account() *interop.Account {

@@ -62,12 +62,13 @@ func (ic *InteropClient) handleMessage(ctx context.Context, node stanza.Node) {
 		log.Debug().Str("outcome", string(outcome)).Msg("Incoming message delivered nothing")
 		return
 	}
+	ic.waitReplayed(ctx)
 	ic.bridgeIncoming(ctx, got, received)
 }
 
 // replayIncoming bridges the messages left in the outbox by a crash or a failed
-// queueing, oldest first. The run loop calls it before it connects, so they come
-// before anything received on the new connection.
+// queueing, oldest first. The run loop starts it as it connects; messages received
+// on the new connection wait for it (waitReplayed).
 func (ic *InteropClient) replayIncoming(ctx context.Context) {
 	log := zerolog.Ctx(ctx)
 	pending, err := ic.Main.DB.PendingIncoming(ctx, string(ic.UserLogin.ID))
