@@ -37,7 +37,12 @@ type Options struct {
 	Stall time.Duration
 	// BridgeLogLevel is the bridge's logging.min_level.
 	BridgeLogLevel string
-	Log            zerolog.Logger
+	// BridgeDebug turns on the bridge's debug endpoints (pprof under
+	// /_matrix/provision/debug), for profiling a run.
+	BridgeDebug bool
+	// BridgeConfig are extra dotted keys for the bridge's config, to compare settings.
+	BridgeConfig map[string]any
+	Log          zerolog.Logger
 }
 
 // pair is one Matrix user logged in to the bridge with a portal to one simulated
@@ -80,7 +85,11 @@ func simAdjust(c *metasim.Config) {
 
 // bridgeConfig are the bench's settings for the bridge on top of the kit's.
 func (o Options) bridgeConfig() map[string]any {
-	return map[string]any{"logging.min_level": o.BridgeLogLevel}
+	out := map[string]any{"logging.min_level": o.BridgeLogLevel, "provisioning.debug_endpoints": o.BridgeDebug}
+	for k, v := range o.BridgeConfig {
+		out[k] = v
+	}
+	return out
 }
 
 // number is a phone number for the i-th account of a kind (0 logins, 1 peers, 2

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,6 +85,11 @@ func (p phase) run(ctx context.Context, t *tracker, mode string) (DirectionResul
 	if err != nil {
 		return res, err
 	}
+	self := os.Getpid()
+	selfStart, err := ReadProc(self)
+	if err != nil {
+		return res, err
+	}
 	var hsStart ProcSample
 	if p.hsPID != 0 {
 		if hsStart, err = ReadProc(p.hsPID); err != nil {
@@ -141,7 +147,10 @@ func (p phase) run(ctx context.Context, t *tracker, mode string) (DirectionResul
 		}
 	}
 	end, err := ReadProc(p.pid)
-	var hsEnd ProcSample
+	var hsEnd, selfEnd ProcSample
+	if err == nil {
+		selfEnd, err = ReadProc(self)
+	}
 	if err == nil && p.hsPID != 0 {
 		hsEnd, err = ReadProc(p.hsPID)
 	}
@@ -156,6 +165,9 @@ func (p phase) run(ctx context.Context, t *tracker, mode string) (DirectionResul
 	}
 	res.Sent = int(sent.Load())
 	res.Fill(start, end, &t.lat)
+	if res.Seconds > 0 {
+		res.BenchCores = round((selfEnd.CPU-selfStart.CPU).Seconds()/res.Seconds, 3)
+	}
 	if p.hsPID != 0 && res.Arrived > 0 && res.Seconds > 0 {
 		cpu := hsEnd.CPU - hsStart.CPU
 		res.HomeserverCPUPerMs = round(float64(cpu)/float64(time.Millisecond)/float64(res.Arrived), 3)

@@ -70,6 +70,9 @@ type DirectionResult struct {
 	// Synapse's process).
 	HomeserverCPUPerMs float64 `json:"homeserver_cpu_ms_per_message,omitempty"`
 	HomeserverCores    float64 `json:"homeserver_cpu_cores,omitempty"`
+	// BenchCores is the bench process's CPU over the wall time: metasim (the
+	// simulated Meta users and gateway), the Matrix clients or the load generator.
+	BenchCores float64 `json:"bench_process_cpu_cores"`
 }
 
 // MemoryResult is the bridge's resident memory with a number of connected logins.
@@ -157,15 +160,15 @@ func (r *Report) Print(w io.Writer) {
 	if len(r.Throughput) > 0 {
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "mode\tdirection\tusers\tsent\tarrived\tmsg/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\tbridge CPU ms/msg\tbridge cores\tbridge RSS MiB\tSynapse CPU ms/msg\tSynapse cores\t")
+		fmt.Fprintln(tw, "mode\tdirection\tusers\tsent\tarrived\tmsg/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\tbridge CPU ms/msg\tbridge cores\tbridge RSS MiB\tSynapse CPU ms/msg\tSynapse cores\tmetasim+bench cores\t")
 		for _, d := range r.Throughput {
 			hsPer, hsCores := "-", "-"
 			if d.HomeserverCores > 0 {
 				hsPer, hsCores = fmt.Sprintf("%.2f", d.HomeserverCPUPerMs), fmt.Sprintf("%.3f", d.HomeserverCores)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.3f\t%.3f\t%.1f\t%s\t%s\t\n",
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.3f\t%.3f\t%.1f\t%s\t%s\t%.3f\t\n",
 				modeLabel(d.Mode), directionLabel(d.Direction), d.Users, d.Sent, d.Arrived, d.PerSec,
-				d.Latency.P50ms, d.Latency.P95ms, d.Latency.P99ms, d.Latency.MaxMs, d.CPUPerMs, d.CPUShare, mib(d.RSSBytes), hsPer, hsCores)
+				d.Latency.P50ms, d.Latency.P95ms, d.Latency.P99ms, d.Latency.MaxMs, d.CPUPerMs, d.CPUShare, mib(d.RSSBytes), hsPer, hsCores, d.BenchCores)
 		}
 		_ = tw.Flush()
 	}
@@ -222,8 +225,9 @@ func (r *Report) AddNotes() {
 			"logins connected, without chats or traffic; per login = (RSS - RSS with no login) / logins.")
 	}
 	if out, in := FloorPerMessage(r.Floor, "sqlite"); out > 0 && in > 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("interop/ floor on SQLite (the bridge's database here): %.3f ms CPU per outgoing "+
-			"message, %.3f ms per incoming, without network, HTTP or bridgev2; compare with bridge CPU ms/msg above.",
+		r.Notes = append(r.Notes, fmt.Sprintf("interop/ floor on SQLite (the bridge's database here): %.3f ms per outgoing "+
+			"message, %.3f ms per incoming (time per op of one goroutine), without network, HTTP, bridgev2 or its database; "+
+			"compare with the bridge CPU ms/msg above.",
 			out/1e6, in/1e6))
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/bench"
 	"github.com/matrix-meta-interop/matrix-meta-interop/e2e/kit"
@@ -37,7 +38,22 @@ func run() int {
 		logLevel   = flag.String("bridge-log-level", "info", "the bridge's logging.min_level during the run")
 		benchtime  = flag.String("floor-benchtime", "1s", "-benchtime for the interop/ benchmarks")
 		keepFolder = flag.Bool("keep", false, "keep the bridges' folders (logs, databases)")
+		debug      = flag.Bool("bridge-debug", false, "turn on the bridge's pprof endpoints (/_matrix/provision/debug/pprof, provisioning secret in its config)")
 	)
+	bridgeSet := map[string]any{}
+	flag.Func("bridge-set", "a bridge config key to set, as dotted.key=yaml-value (repeatable), e.g. database.max_idle_conns=5",
+		func(kv string) error {
+			key, value, ok := strings.Cut(kv, "=")
+			if !ok || key == "" {
+				return fmt.Errorf("want key=value, got %q", kv)
+			}
+			var v any
+			if err := yaml.Unmarshal([]byte(value), &v); err != nil {
+				return fmt.Errorf("failed to parse the value of %s: %w", key, err)
+			}
+			bridgeSet[key] = v
+			return nil
+		})
 	flag.Parse()
 	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly}).With().Timestamp().Logger()
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -76,10 +92,10 @@ func run() int {
 	}
 	rep := &bench.Report{StartedAt: time.Now(), Host: bench.CurrentHost(), Settings: map[string]any{
 		"pairs": *pairs, "messages_per_user_per_direction": *messages, "window": *window, "modes": *modes,
-		"memory_logins": counts, "bridge_log_level": *logLevel, "bridge_database": "sqlite",
+		"memory_logins": counts, "bridge_log_level": *logLevel, "bridge_database": "sqlite", "bridge_config": bridgeSet,
 	}}
 	o := bench.Options{RepoRoot: root, Dir: dir, Pairs: *pairs, Messages: *messages, Window: *window,
-		MemoryLogins: counts, Stall: *stall, BridgeLogLevel: *logLevel, Log: log}
+		MemoryLogins: counts, Stall: *stall, BridgeLogLevel: *logLevel, BridgeDebug: *debug, BridgeConfig: bridgeSet, Log: log}
 	fail := func(what string, err error) {
 		log.Error().Err(err).Msg(what)
 		rep.Errors = append(rep.Errors, what+": "+err.Error())
