@@ -42,7 +42,10 @@ type Options struct {
 	BridgeDebug bool
 	// BridgeConfig are extra dotted keys for the bridge's config, to compare settings.
 	BridgeConfig map[string]any
-	Log          zerolog.Logger
+	// Postgres, when set, is a PostgreSQL server DSN: each bridge gets a fresh
+	// database there instead of SQLite.
+	Postgres string
+	Log      zerolog.Logger
 }
 
 // pair is one Matrix user logged in to the bridge with a portal to one simulated

@@ -14,7 +14,8 @@ import (
 // loadgenEnv is the bridge and metasim with a FakeHomeserver in Synapse's place.
 type loadgenEnv struct {
 	*env
-	hs *FakeHomeserver
+	hs     *FakeHomeserver
+	dropDB func()
 }
 
 // startLoadgen starts the fake homeserver, metasim and the bridge in dir.
@@ -36,8 +37,13 @@ func startLoadgen(ctx context.Context, o Options, dir string) (le *loadgenEnv, e
 	if err != nil {
 		return le, err
 	}
-	le.bridge, err = kit.PrepareBridge(ctx, kit.BridgeOptions{Binary: o.BridgeBinary, Dir: filepath.Join(dir, "bridge"),
-		HomeserverURL: le.hs.URL, ServerName: kit.ServerName})
+	bo := kit.BridgeOptions{Binary: o.BridgeBinary, Dir: filepath.Join(dir, "bridge"), HomeserverURL: le.hs.URL, ServerName: kit.ServerName}
+	if o.Postgres != "" {
+		if bo.Database, le.dropDB, err = kit.FreshPostgres(ctx, o.Postgres); err != nil {
+			return le, err
+		}
+	}
+	le.bridge, err = kit.PrepareBridge(ctx, bo)
 	if err != nil {
 		return le, err
 	}
@@ -75,6 +81,9 @@ func (le *loadgenEnv) close() {
 	}
 	if le.hs != nil {
 		le.hs.Close()
+	}
+	if le.dropDB != nil {
+		le.dropDB()
 	}
 }
 

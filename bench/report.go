@@ -35,8 +35,10 @@ type Report struct {
 	Throughput []DirectionResult `json:"throughput"`
 	Memory     []MemoryResult    `json:"memory"`
 	Floor      []FloorResult     `json:"floor"`
-	Notes      []string          `json:"notes,omitempty"`
-	Errors     []string          `json:"errors,omitempty"`
+	// FloorStore is the interop/ store matching the bridge's database, for the notes.
+	FloorStore string   `json:"floor_store"`
+	Notes      []string `json:"notes,omitempty"`
+	Errors     []string `json:"errors,omitempty"`
 }
 
 // Host describes the machine.
@@ -224,10 +226,10 @@ func (r *Report) AddNotes() {
 		r.Notes = append(r.Notes, "memory: resident set (VmRSS) of a fresh bridge with the fake homeserver, read 5 s after the "+
 			"logins connected, without chats or traffic; per login = (RSS - RSS with no login) / logins.")
 	}
-	if out, in := FloorPerMessage(r.Floor, "sqlite"); out > 0 && in > 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("interop/ floor on SQLite (the bridge's database here): %.3f ms per outgoing "+
+	if out, in := FloorPerMessage(r.Floor, r.FloorStore); out > 0 && in > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("interop/ floor on %s (the bridge's database here): %.3f ms per outgoing "+
 			"message, %.3f ms per incoming (time per op of one goroutine), without network, HTTP, bridgev2 or its database; "+
 			"compare with the bridge CPU ms/msg above.",
-			out/1e6, in/1e6))
+			r.FloorStore, out/1e6, in/1e6))
 	}
 }

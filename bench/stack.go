@@ -18,7 +18,7 @@ func RunStack(ctx context.Context, o Options, rep *Report) error {
 	log := o.Log.With().Str("mode", ModeStack).Logger()
 	log.Info().Msg("Starting Synapse, metasim and the bridge")
 	st, err := kit.StartStack(ctx, kit.StackOptions{RepoRoot: o.RepoRoot, BridgeBinary: o.BridgeBinary, Dir: dir,
-		Metasim: simAdjust, BridgeConfig: o.bridgeConfig()})
+		Metasim: simAdjust, BridgeConfig: o.bridgeConfig(), Postgres: o.Postgres})
 	if err != nil {
 		return fmt.Errorf("failed to start the stack: %w", err)
 	}

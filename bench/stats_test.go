@@ -87,3 +87,23 @@ func TestParseProc(t *testing.T) {
 		t.Errorf("rss %v, %v", rss, err)
 	}
 }
+
+func TestTrackerMatchesArrivalsOnce(t *testing.T) {
+	tr := newTracker(2, 1)
+	body := messageBody(MatrixToMeta, 1, 7)
+	if dir, pair, ok := parseBody(body); !ok || dir != MatrixToMeta || pair != 1 {
+		t.Fatalf("parseBody(%q) = %q %d %v", body, dir, pair, ok)
+	}
+	sent := time.Unix(100, 0)
+	tr.windows[1] <- struct{}{}
+	tr.pending.Store(body, sent)
+	tr.arrive("hello, not a bench message", sent)
+	tr.arrive(body, sent.Add(40*time.Millisecond))
+	tr.arrive(body, sent.Add(90*time.Millisecond)) // a repeat (the inbox seen twice)
+	if got := tr.lat.Summary(); got.Count != 1 || got.P50ms != 40 {
+		t.Errorf("latencies %+v", got)
+	}
+	if len(tr.windows[1]) != 0 {
+		t.Error("the arrival did not free the pair's window")
+	}
+}

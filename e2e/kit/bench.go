@@ -1,6 +1,10 @@
 package kit
 
-import "maunium.net/go/mautrix/event"
+import (
+	"context"
+
+	"maunium.net/go/mautrix/event"
+)
 
 // EventsAfter returns the events received after mark, the mark after them, and a
 // channel closed when more arrive: for a watcher that must see every event once, as
@@ -22,4 +26,10 @@ func (s *Synapse) PID() int {
 		return 0
 	}
 	return s.cmd.Process.Pid
+}
+
+// FreshPostgres creates an empty database on a PostgreSQL server and returns its
+// DSN and a function that drops it, for a bridge started outside StartStack.
+func FreshPostgres(ctx context.Context, serverDSN string) (string, func(), error) {
+	return freshPostgres(ctx, serverDSN)
 }

@@ -38,6 +38,7 @@ func run() int {
 		logLevel   = flag.String("bridge-log-level", "info", "the bridge's logging.min_level during the run")
 		benchtime  = flag.String("floor-benchtime", "1s", "-benchtime for the interop/ benchmarks")
 		keepFolder = flag.Bool("keep", false, "keep the bridges' folders (logs, databases)")
+		bridgeDB   = flag.String("bridge-db", "sqlite", "the bridge's database: sqlite, or postgres (a fresh database on $INTEROP_TEST_POSTGRES)")
 		debug      = flag.Bool("bridge-debug", false, "turn on the bridge's pprof endpoints (/_matrix/provision/debug/pprof, provisioning secret in its config)")
 	)
 	bridgeSet := map[string]any{}
@@ -92,10 +93,22 @@ func run() int {
 	}
 	rep := &bench.Report{StartedAt: time.Now(), Host: bench.CurrentHost(), Settings: map[string]any{
 		"pairs": *pairs, "messages_per_user_per_direction": *messages, "window": *window, "modes": *modes,
-		"memory_logins": counts, "bridge_log_level": *logLevel, "bridge_database": "sqlite", "bridge_config": bridgeSet,
+		"memory_logins": counts, "bridge_log_level": *logLevel, "bridge_database": *bridgeDB, "bridge_config": bridgeSet,
 	}}
 	o := bench.Options{RepoRoot: root, Dir: dir, Pairs: *pairs, Messages: *messages, Window: *window,
 		MemoryLogins: counts, Stall: *stall, BridgeLogLevel: *logLevel, BridgeDebug: *debug, BridgeConfig: bridgeSet, Log: log}
+	switch *bridgeDB {
+	case "sqlite":
+	case "postgres":
+		o.Postgres = os.Getenv("INTEROP_TEST_POSTGRES")
+		if o.Postgres == "" {
+			o.Postgres = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+		}
+	default:
+		log.Error().Str("value", *bridgeDB).Msg("Bad -bridge-db")
+		return 2
+	}
+	rep.FloorStore = *bridgeDB
 	fail := func(what string, err error) {
 		log.Error().Err(err).Msg(what)
 		rep.Errors = append(rep.Errors, what+": "+err.Error())
