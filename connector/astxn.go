@@ -55,6 +55,9 @@ func (c *InteropConnector) startTracker() {
 	log := c.Bridge.Log.With().Str("component", "astxn").Logger()
 	ctx = log.WithContext(ctx)
 	go func() {
+		// bridgev2 loads the logins after the network connector started; an event
+		// replayed before its login is loaded would be refused as "not logged in".
+		c.waitForLogins(ctx, 30*time.Second)
 		n, err := c.tracker.Replay(ctx, mx.AS)
 		if err != nil {
 			log.Err(err).Msg("Failed to replay unhandled Matrix events")
@@ -63,6 +66,52 @@ func (c *InteropConnector) startTracker() {
 		}
 	}()
 	go c.tracker.PruneLoop(ctx, time.Hour, replayMaxAge)
+}
+
+// waitForLogins waits until bridgev2 has loaded every stored login, or the timeout.
+func (c *InteropConnector) waitForLogins(ctx context.Context, timeout time.Duration) {
+	log := zerolog.Ctx(ctx)
+	deadline := time.Now().Add(timeout)
+	for {
+		missing, err := c.unloadedLogins(ctx)
+		if err != nil {
+			log.Err(err).Msg("Failed to list logins before the replay")
+			return
+		}
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			log.Warn().Int("not_loaded", missing).Msg("Replaying Matrix events before every login is loaded")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// unloadedLogins counts the stored logins bridgev2 has not loaded yet.
+func (c *InteropConnector) unloadedLogins(ctx context.Context) (int, error) {
+	users, err := c.Bridge.DB.UserLogin.GetAllUserIDsWithLogins(ctx)
+	if err != nil {
+		return 0, err
+	}
+	missing := 0
+	for _, userID := range users {
+		logins, err := c.Bridge.DB.UserLogin.GetAllForUser(ctx, userID)
+		if err != nil {
+			return 0, err
+		}
+		for _, login := range logins {
+			if c.Bridge.GetCachedUserLoginByID(login.ID) == nil {
+				missing++
+			}
+		}
+	}
+	return missing, nil
 }
 
 // markHandled records that a Matrix event was bridged or definitively refused.
