@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,7 +47,11 @@ type Options struct {
 	// Postgres, when set, is a PostgreSQL server DSN: each bridge gets a fresh
 	// database there instead of SQLite.
 	Postgres string
-	Log      zerolog.Logger
+	// ProfileDir, when set, receives a CPU profile of the bridge for the first
+	// ProfileSeconds of each measured phase (needs BridgeDebug).
+	ProfileDir     string
+	ProfileSeconds int
+	Log            zerolog.Logger
 }
 
 // pair is one Matrix user logged in to the bridge with a portal to one simulated
@@ -300,7 +306,9 @@ func (e *env) measure(ctx context.Context, toMeta func(ctx context.Context, pair
 		t := newTracker(ph.pairs, ph.window)
 		e.cur.Store(t)
 		e.log.Info().Str("mode", e.mode).Str("direction", ph.dir).Int("pairs", ph.pairs).Int("messages_each", ph.count).Msg("Measuring")
+		profiled := e.profile(ctx, e.mode+"-"+ph.dir)
 		res, err := ph.run(ctx, t, e.mode)
+		<-profiled
 		out = append(out, res)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s %s: %w", e.mode, ph.dir, err))
@@ -339,4 +347,54 @@ func readRegistration(path string) (registration, error) {
 		return reg, fmt.Errorf("failed to parse the registration: %w", err)
 	}
 	return reg, nil
+}
+
+// profile fetches a CPU profile of the bridge into o.ProfileDir in the background;
+// the channel closes when it is written (at once when profiling is off).
+func (e *env) profile(ctx context.Context, name string) <-chan struct{} {
+	done := make(chan struct{})
+	if e.o.ProfileDir == "" || !e.o.BridgeDebug {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		secs := max(e.o.ProfileSeconds, 1)
+		path := filepath.Join(e.o.ProfileDir, name+".pprof")
+		if err := fetchProfile(ctx, e.bridge, secs, path); err != nil {
+			e.log.Warn().Err(err).Msg("Failed to profile the bridge")
+			return
+		}
+		e.log.Info().Str("path", path).Msg("Wrote a CPU profile of the bridge")
+	}()
+	return done
+}
+
+// fetchProfile reads secs seconds of the bridge's CPU profile from its debug API.
+func fetchProfile(ctx context.Context, b *kit.Bridge, secs int, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", b.URL, secs), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+b.ProvisioningSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("failed to fetch the profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the debug API answered HTTP %d", resp.StatusCode)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("failed to save the profile: %w", err)
+	}
+	return f.Close()
 }

@@ -67,6 +67,9 @@ type DirectionResult struct {
 	CPUPerMs float64        `json:"bridge_cpu_ms_per_message"`
 	// CPUShare is the bridge's CPU time over the wall time, in cores.
 	CPUShare float64 `json:"bridge_cpu_cores"`
+	// PerCore is what one core would sustain at this CPU time per message
+	// (1000 / CPUPerMs): the bridge's ceiling by CPU, whatever else runs on the machine.
+	PerCore  float64 `json:"messages_per_second_per_bridge_core"`
 	RSSBytes int64   `json:"bridge_rss_bytes"`
 	// The homeserver's CPU time per message and over the wall time (stack mode:
 	// Synapse's process).
@@ -107,6 +110,9 @@ func (d *DirectionResult) Fill(start, end ProcSample, lat *Latencies) {
 	}
 	if d.Arrived > 0 {
 		d.CPUPerMs = round(float64(end.CPU-start.CPU)/float64(time.Millisecond)/float64(d.Arrived), 3)
+	}
+	if d.CPUPerMs > 0 {
+		d.PerCore = round(1000/d.CPUPerMs, 0)
 	}
 	d.RSSBytes = end.RSSBytes
 }
@@ -162,15 +168,15 @@ func (r *Report) Print(w io.Writer) {
 	if len(r.Throughput) > 0 {
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "mode\tdirection\tusers\tsent\tarrived\tmsg/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\tbridge CPU ms/msg\tbridge cores\tbridge RSS MiB\tSynapse CPU ms/msg\tSynapse cores\tmetasim+bench cores\t")
+		fmt.Fprintln(tw, "mode\tdirection\tusers\tsent\tarrived\tmsg/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\tbridge CPU ms/msg\tmsg/s per bridge core\tbridge cores\tbridge RSS MiB\tSynapse CPU ms/msg\tSynapse cores\tmetasim+bench cores\t")
 		for _, d := range r.Throughput {
 			hsPer, hsCores := "-", "-"
 			if d.HomeserverCores > 0 {
 				hsPer, hsCores = fmt.Sprintf("%.2f", d.HomeserverCPUPerMs), fmt.Sprintf("%.3f", d.HomeserverCores)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.3f\t%.3f\t%.1f\t%s\t%s\t%.3f\t\n",
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.3f\t%.0f\t%.3f\t%.1f\t%s\t%s\t%.3f\t\n",
 				modeLabel(d.Mode), directionLabel(d.Direction), d.Users, d.Sent, d.Arrived, d.PerSec,
-				d.Latency.P50ms, d.Latency.P95ms, d.Latency.P99ms, d.Latency.MaxMs, d.CPUPerMs, d.CPUShare, mib(d.RSSBytes), hsPer, hsCores, d.BenchCores)
+				d.Latency.P50ms, d.Latency.P95ms, d.Latency.P99ms, d.Latency.MaxMs, d.CPUPerMs, d.PerCore, d.CPUShare, mib(d.RSSBytes), hsPer, hsCores, d.BenchCores)
 		}
 		_ = tw.Flush()
 	}

@@ -39,7 +39,9 @@ func run() int {
 		benchtime  = flag.String("floor-benchtime", "1s", "-benchtime for the interop/ benchmarks")
 		keepFolder = flag.Bool("keep", false, "keep the bridges' folders (logs, databases)")
 		bridgeDB   = flag.String("bridge-db", "sqlite", "the bridge's database: sqlite, or postgres (a fresh database on $INTEROP_TEST_POSTGRES)")
-		debug      = flag.Bool("bridge-debug", false, "turn on the bridge's pprof endpoints (/_matrix/provision/debug/pprof, provisioning secret in its config)")
+		debug      = flag.Bool("bridge-debug", false, "turn on the bridge's pprof endpoints (/debug/pprof on its appservice port, provisioning secret as bearer token)")
+		profile    = flag.String("profile", "", "write a CPU profile of the bridge for each measured phase into this folder (turns on -bridge-debug); read with go tool pprof <bridge binary, kept with -keep> <file>")
+		profileSec = flag.Int("profile-seconds", 5, "how long each -profile covers, from the phase's start")
 	)
 	bridgeSet := map[string]any{}
 	flag.Func("bridge-set", "a bridge config key to set, as dotted.key=yaml-value (repeatable), e.g. database.max_idle_conns=5",
@@ -96,7 +98,7 @@ func run() int {
 		"memory_logins": counts, "bridge_log_level": *logLevel, "bridge_database": *bridgeDB, "bridge_config": bridgeSet,
 	}}
 	o := bench.Options{RepoRoot: root, Dir: dir, Pairs: *pairs, Messages: *messages, Window: *window,
-		MemoryLogins: counts, Stall: *stall, BridgeLogLevel: *logLevel, BridgeDebug: *debug, BridgeConfig: bridgeSet, Log: log}
+		MemoryLogins: counts, Stall: *stall, BridgeLogLevel: *logLevel, BridgeDebug: *debug || *profile != "", BridgeConfig: bridgeSet, ProfileDir: *profile, ProfileSeconds: *profileSec, Log: log}
 	switch *bridgeDB {
 	case "sqlite":
 	case "postgres":
