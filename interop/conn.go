@@ -98,7 +98,7 @@ func (cn *conn) expect(key pendingKey) (chan stanza.Node, error) {
 		return nil, ErrNotConnected
 	}
 	if _, dup := cn.pending[key]; dup {
-		return nil, fmt.Errorf("id %q is already waiting for an answer", key.id)
+		return nil, fmt.Errorf("%w (id %q)", ErrAnswerPending, key.id)
 	}
 	ch := make(chan stanza.Node, 1)
 	cn.pending[key] = ch

@@ -21,6 +21,9 @@ var (
 	// ErrAckTimeout: a sent message got no ack within Config.IQTimeout; the
 	// connection is dropped like for an iq.
 	ErrAckTimeout = errors.New("no ack for the message in time")
+	// ErrAnswerPending: a stanza with the same id is still waiting for its answer
+	// (a retry receipt can come back before the original message's ack).
+	ErrAnswerPending = errors.New("a stanza with this id still waits for its answer")
 	// ErrIdleTimeout: no frame at all arrived within Config.IdleTimeout.
 	ErrIdleTimeout = errors.New("no frame from the gateway in time")
 	// ErrReplaced: another connection for the account took over (stream:error

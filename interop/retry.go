@@ -288,11 +288,29 @@ func (a *Account) answerRetry(ctx context.Context, req signal.RetryRequest) erro
 	}
 	out := OutgoingMessage{ID: req.MessageID, To: req.Chat.String(), Content: content,
 		Parts: []signal.EncryptedPart{part}, RetryCount: req.Count}
-	if _, err = a.client.SendMessage(ctx, out.Node()); err != nil {
+	// The receipt can overtake the gateway's ack of the original message, whose id the
+	// answer reuses: wait for that ack rather than fail (the receipt would stay
+	// unanswered until the next reconnect).
+	deadline := time.Now().Add(retryAnswerWait)
+	for {
+		_, err = a.client.SendMessage(ctx, out.Node())
+		if !errors.Is(err, ErrAnswerPending) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("failed to send retry answer: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("failed to send retry answer: %w", err)
 	}
 	return nil
 }
+
+// retryAnswerWait bounds how long a retry answer waits for the original message's ack.
+const retryAnswerWait = time.Minute
 
 // reencrypt runs ResendForRetry under the device's user lock, fetching the device's
 // bundle when a new session is needed and the receipt brought no keys. The ratchet

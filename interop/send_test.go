@@ -210,3 +210,39 @@ func TestHandlerMaySendIQ(t *testing.T) {
 		t.Fatal("iq from the Handler never completed")
 	}
 }
+
+// A second message with the id of one still waiting for its ack (a retry answer that
+// overtook the original's ack) is refused with ErrAnswerPending, before anything is
+// written, and goes through once the first is acked.
+func TestSendMessageSameIDWhilePending(t *testing.T) {
+	tc := startClient(t, fastConfig())
+	gw := tc.connect(t)
+	msg := stanza.Node{Tag: "message", Attrs: stanza.Attrs{"id": "SAMEID", "to": "491701234567@s.whatsapp.net", "type": "text"}}
+	first := make(chan error, 1)
+	go func() {
+		_, err := tc.SendMessage(context.Background(), msg)
+		first <- err
+	}()
+	if got := gw.recv(); got.Attr("id") != "SAMEID" {
+		t.Fatalf("sent %v", got.Attrs)
+	}
+	if _, err := tc.SendMessage(context.Background(), msg); !errors.Is(err, ErrAnswerPending) {
+		t.Fatalf("second send while the first waits: %v, want ErrAnswerPending", err)
+	}
+	gw.send(stanza.Node{Tag: "ack", Attrs: stanza.Attrs{"class": "message", "id": "SAMEID"}})
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() {
+		_, err := tc.SendMessage(context.Background(), msg)
+		second <- err
+	}()
+	if got := gw.recv(); got.Attr("id") != "SAMEID" {
+		t.Fatalf("sent %v", got.Attrs)
+	}
+	gw.send(stanza.Node{Tag: "ack", Attrs: stanza.Attrs{"class": "message", "id": "SAMEID"}})
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+}
