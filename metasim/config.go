@@ -190,10 +190,12 @@ func Networks() []string { return []string{gateway.NetworkWhatsApp, gateway.Netw
 
 // DefaultConfig is a working configuration on 127.0.0.1 with fresh random secrets: the
 // control token and one integrator (id 1) per network whose callbacks go to a bridge
-// on 127.0.0.1:29318.
+// on 127.0.0.1:29350 (the bridge's default appservice listener).
 func DefaultConfig() Config {
-	secret := randomHex(32)
 	network := func(listen string) NetworkConfig {
+		// Each network its own secret: the bridge tells the networks' callbacks apart
+		// by the secret that signs them, as with Meta's two agreements.
+		secret := randomHex(32)
 		return NetworkConfig{
 			Enabled:      true,
 			Listen:       listen,
@@ -201,8 +203,8 @@ func DefaultConfig() Config {
 			RequireEEA:   true,
 			Integrators: []IntegratorConfig{{
 				ID: 1, Name: "Matrix bridge",
-				CallbackBase:   "http://127.0.0.1:29318",
-				MediaOrigin:    "http://127.0.0.1:29318",
+				CallbackBase:   "http://127.0.0.1:29350",
+				MediaOrigin:    "http://127.0.0.1:29350",
 				CallbackSecret: secret,
 			}},
 			Limits: limitsConfigFrom(gateway.DefaultLimits()),

@@ -197,3 +197,19 @@ func TestRedactDSN(t *testing.T) {
 		t.Errorf("JSON logger wrote %q", buf.String())
 	}
 }
+
+// The default config works with the bridge's defaults out of the box: callbacks at its
+// default appservice listener, and a secret per network (the bridge refuses one secret
+// for two networks).
+func TestDefaultConfigMatchesBridgeDefaults(t *testing.T) {
+	cfg := DefaultConfig()
+	wa, msgr := cfg.Network("whatsapp").Integrators[0], cfg.Network("messenger").Integrators[0]
+	if wa.CallbackSecret == msgr.CallbackSecret {
+		t.Error("both networks got the same callback secret")
+	}
+	for _, in := range []IntegratorConfig{wa, msgr} {
+		if in.CallbackBase != "http://127.0.0.1:29350" || in.MediaOrigin != in.CallbackBase {
+			t.Errorf("integrator calls back at %q / %q", in.CallbackBase, in.MediaOrigin)
+		}
+	}
+}
