@@ -5,7 +5,7 @@ GOFLAGS_BRIDGE := -tags goolm
 # none answers.
 export INTEROP_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: test vet unit e2e demo bench generate
+.PHONY: test vet unit e2e demo bench bench-interop generate
 
 test: vet unit e2e
 
@@ -31,7 +31,14 @@ e2e:
 demo:
 	$(GO) run -tags goolm ./e2e/cmd/demo
 
+# Benchmarks through the whole stack (bench/, scripts/bench.sh): both directions
+# through Synapse, metasim and the bridge, the bridge's own ceiling against a load
+# generator, memory per login, next to the interop/ floor. JSON in bench/results/.
 bench:
+	bash scripts/bench.sh
+
+# The interop/ library's micro-benchmarks alone.
+bench-interop:
 	bash scripts/ensure-postgres.sh
 	$(GO) test $(GOFLAGS_BRIDGE) -run '^$$' -bench . -benchmem ./interop/...
 
