@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
@@ -32,8 +34,19 @@ type User struct {
 
 // NewUser registers localpart on Synapse and starts its sync loop; Close stops it.
 func (s *Synapse) NewUser(ctx context.Context, localpart string, admin bool) (*User, error) {
+	return s.newUser(ctx, localpart, admin, "")
+}
+
+// NewCryptoUser is NewUser for a client with end-to-end encryption (goolm): it
+// encrypts what it sends to encrypted rooms and decrypts what it receives, keeping
+// its keys in a SQLite file in dir.
+func (s *Synapse) NewCryptoUser(ctx context.Context, localpart, dir string) (*User, error) {
+	return s.newUser(ctx, localpart, false, dir)
+}
+
+func (s *Synapse) newUser(ctx context.Context, localpart string, admin bool, cryptoDir string) (*User, error) {
 	password := "pw-" + randomHex(8)
-	token, err := s.RegisterUser(ctx, localpart, password, admin)
+	token, deviceID, err := s.registerUser(ctx, localpart, password, admin)
 	if err != nil {
 		return nil, err
 	}
@@ -42,9 +55,20 @@ func (s *Synapse) NewUser(ctx context.Context, localpart string, admin bool) (*U
 	if err != nil {
 		return nil, err
 	}
+	client.DeviceID = id.DeviceID(deviceID)
 	client.Log = zerolog.Nop()
 	client.Client = &http.Client{Timeout: 90 * time.Second}
 	u := &User{ID: userID, Password: password, Client: client, changed: make(chan struct{})}
+	if cryptoDir != "" {
+		helper, err := cryptohelper.NewCryptoHelper(client, []byte("e2e-kit-pickle-key"), filepath.Join(cryptoDir, localpart+"-crypto.db"))
+		if err != nil {
+			return nil, fmt.Errorf("failed to set up encryption for %s: %w", localpart, err)
+		}
+		if err := helper.Init(ctx); err != nil {
+			return nil, fmt.Errorf("failed to set up encryption for %s: %w", localpart, err)
+		}
+		client.Crypto = helper
+	}
 	syncer := client.Syncer.(*mautrix.DefaultSyncer)
 	syncer.ParseErrorHandler = func(*event.Event, error) bool { return true }
 	syncer.OnEvent(u.record)

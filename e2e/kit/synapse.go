@@ -254,9 +254,15 @@ func (s *Synapse) LogTail(n int) string { return tailFile(s.LogPath, n) }
 // RegisterUser creates a user with the shared-secret registration API and returns
 // its access token.
 func (s *Synapse) RegisterUser(ctx context.Context, localpart, password string, admin bool) (string, error) {
+	token, _, err := s.registerUser(ctx, localpart, password, admin)
+	return token, err
+}
+
+// registerUser registers and returns the access token and its device ID.
+func (s *Synapse) registerUser(ctx context.Context, localpart, password string, admin bool) (string, string, error) {
 	var nonce struct{ Nonce string }
 	if err := s.call(ctx, http.MethodGet, "/_synapse/admin/v1/register", "", nil, &nonce); err != nil {
-		return "", err
+		return "", "", err
 	}
 	mac := hmac.New(sha1.New, []byte(s.Secret))
 	mac.Write([]byte(nonce.Nonce + "\x00" + localpart + "\x00" + password + "\x00"))
@@ -267,15 +273,16 @@ func (s *Synapse) RegisterUser(ctx context.Context, localpart, password string, 
 	}
 	var resp struct {
 		AccessToken string `json:"access_token"`
+		DeviceID    string `json:"device_id"`
 	}
 	err := s.call(ctx, http.MethodPost, "/_synapse/admin/v1/register", "", map[string]any{
 		"nonce": nonce.Nonce, "username": localpart, "password": password, "admin": admin,
 		"mac": hex.EncodeToString(mac.Sum(nil)),
 	}, &resp)
 	if err != nil {
-		return "", fmt.Errorf("failed to register %s: %w", localpart, err)
+		return "", "", fmt.Errorf("failed to register %s: %w", localpart, err)
 	}
-	return resp.AccessToken, nil
+	return resp.AccessToken, resp.DeviceID, nil
 }
 
 // call does one JSON request and decodes the answer into out, failing on a non-2xx.
