@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -24,6 +25,9 @@ type User struct {
 	ID       id.UserID
 	Password string
 	Client   *mautrix.Client
+
+	// noAutoJoin stops the client from joining rooms it is invited to.
+	noAutoJoin atomic.Bool
 
 	mu      sync.Mutex
 	events  []*event.Event
@@ -74,7 +78,7 @@ func (s *Synapse) newUser(ctx context.Context, localpart string, admin bool, cry
 	syncer.OnEvent(u.record)
 	syncer.OnEventType(event.StateMember, func(ctx context.Context, evt *event.Event) {
 		if evt.GetStateKey() == userID.String() && evt.Content.AsMember().Membership == event.MembershipInvite &&
-			evt.Mautrix.EventSource&event.SourceInvite != 0 {
+			evt.Mautrix.EventSource&event.SourceInvite != 0 && !u.noAutoJoin.Load() {
 			go u.join(evt.RoomID)
 		}
 	})
@@ -90,6 +94,9 @@ func (s *Synapse) newUser(ctx context.Context, localpart string, admin bool, cry
 	}()
 	return u, nil
 }
+
+// SetAutoJoin says whether the client joins the rooms it is invited to (the default).
+func (u *User) SetAutoJoin(on bool) { u.noAutoJoin.Store(!on) }
 
 func (u *User) join(roomID id.RoomID) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -40,6 +42,10 @@ type StackOptions struct {
 	Progress io.Writer
 	// MetasimLog receives the simulator's log.
 	MetasimLog io.Writer
+	// DoublePuppet installs a second appservice registration whose token lets the
+	// bridge act as any local user (the double puppeting setup of mautrix bridges),
+	// and gives the bridge its as_token secret.
+	DoublePuppet bool
 }
 
 // Stack is Synapse, metasim and the bridge, running on 127.0.0.1.
@@ -78,12 +84,22 @@ func StartStack(ctx context.Context, o StackOptions) (st *Stack, err error) {
 	if err != nil {
 		return st, err
 	}
-	st.Synapse, err = StartSynapse(ctx, SynapseOptions{ServerName: ServerName, Registrations: []string{st.Bridge.RegistrationPath},
+	registrations := []string{st.Bridge.RegistrationPath}
+	values := map[string]any{}
+	if o.DoublePuppet {
+		path, token, err := writeDoublePuppetRegistration(o.Dir)
+		if err != nil {
+			return st, err
+		}
+		registrations = append(registrations, path)
+		values["double_puppet.secrets"] = map[string]any{ServerName: "as_token:" + token}
+	}
+	st.Synapse, err = StartSynapse(ctx, SynapseOptions{ServerName: ServerName, Registrations: registrations,
 		RepoRoot: o.RepoRoot, Progress: o.Progress})
 	if err != nil {
 		return st, err
 	}
-	values := map[string]any{"homeserver.address": st.Synapse.URL}
+	values["homeserver.address"] = st.Synapse.URL
 	for k, v := range st.Sim.NetworkConfig("whatsapp") {
 		values[k] = v
 	}
@@ -248,4 +264,27 @@ func (st *Stack) WaitLoginState(ctx context.Context, u *User, loginID, stateEven
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// writeDoublePuppetRegistration writes the registration mautrix bridges use for double
+// puppeting: no URL, a non-exclusive namespace over every local user, and an as_token
+// the bridge is given as its secret.
+func writeDoublePuppetRegistration(dir string) (string, string, error) {
+	token := randomHex(24)
+	reg := fmt.Sprintf(`id: doublepuppet
+url: null
+as_token: %q
+hs_token: %q
+sender_localpart: %q
+rate_limited: false
+namespaces:
+  users:
+    - regex: '@.*:%s'
+      exclusive: false
+`, token, randomHex(24), "dp-"+randomHex(6), regexp.QuoteMeta(ServerName))
+	path := filepath.Join(dir, "doublepuppet-registration.yaml")
+	if err := os.WriteFile(path, []byte(reg), 0o600); err != nil {
+		return "", "", fmt.Errorf("failed to write the double puppet registration: %w", err)
+	}
+	return path, token, nil
 }
