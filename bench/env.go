@@ -51,7 +51,9 @@ type Options struct {
 	// ProfileSeconds of each measured phase (needs BridgeDebug).
 	ProfileDir     string
 	ProfileSeconds int
-	Log            zerolog.Logger
+	// Keep saves Synapse's log next to the bridge's before the stack stops.
+	Keep bool
+	Log  zerolog.Logger
 }
 
 // pair is one Matrix user logged in to the bridge with a portal to one simulated

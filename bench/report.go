@@ -34,6 +34,7 @@ type Report struct {
 	Settings   map[string]any    `json:"settings"`
 	Throughput []DirectionResult `json:"throughput"`
 	Memory     []MemoryResult    `json:"memory"`
+	Idle       []IdleResult      `json:"idle,omitempty"`
 	Floor      []FloorResult     `json:"floor"`
 	// FloorStore is the interop/ store matching the bridge's database, for the notes.
 	FloorStore string   `json:"floor_store"`
@@ -78,6 +79,14 @@ type DirectionResult struct {
 	// BenchCores is the bench process's CPU over the wall time: metasim (the
 	// simulated Meta users and gateway), the Matrix clients or the load generator.
 	BenchCores float64 `json:"bench_process_cpu_cores"`
+}
+
+// IdleResult is the CPU the processes use with the users set up and nothing sent.
+type IdleResult struct {
+	Mode            string  `json:"mode"`
+	Seconds         float64 `json:"seconds"`
+	BridgeCores     float64 `json:"bridge_cpu_cores"`
+	HomeserverCores float64 `json:"homeserver_cpu_cores"`
 }
 
 // MemoryResult is the bridge's resident memory with a number of connected logins.
@@ -197,6 +206,10 @@ func (r *Report) Print(w io.Writer) {
 			fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%.0f\t\n", f.Name, f.NsPerOp/1000, f.BytesPerOp, f.AllocsPerOp)
 		}
 		_ = tw.Flush()
+	}
+	for _, i := range r.Idle {
+		fmt.Fprintf(w, "\nidle (%s, users set up, nothing sent, %.0f s): bridge %.3f cores, Synapse %.3f cores\n",
+			modeLabel(i.Mode), i.Seconds, i.BridgeCores, i.HomeserverCores)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "\nnote: %s\n", n)

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -23,6 +24,13 @@ func RunStack(ctx context.Context, o Options, rep *Report) error {
 		return fmt.Errorf("failed to start the stack: %w", err)
 	}
 	defer st.Close()
+	if o.Keep {
+		defer func() {
+			if data, err := os.ReadFile(st.Synapse.LogPath); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, "synapse.log"), data, 0o600)
+			}
+		}()
+	}
 	e := &env{mode: ModeStack, o: o, bridge: st.Bridge, sim: st.Sim, log: log, hsPID: st.Synapse.PID()}
 	var users []*kit.User
 	defer func() {
@@ -62,6 +70,12 @@ func RunStack(ctx context.Context, o Options, rep *Report) error {
 	for _, p := range e.pairs {
 		go watchMatrix(watchCtx, e, p)
 	}
+	// What the processes use with nothing to bridge, to set against the phases.
+	idle, err := measureIdle(ctx, ModeStack, st.Bridge.PID(), st.Synapse.PID(), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	rep.Idle = append(rep.Idle, idle)
 	res, err := e.measure(ctx, func(ctx context.Context, pair int, body string) error {
 		p := e.pairs[pair]
 		_, err := p.user.SendText(ctx, p.room, body)
@@ -92,4 +106,33 @@ func watchMatrix(ctx context.Context, e *env, p *pair) {
 		case <-changed:
 		}
 	}
+}
+
+// measureIdle reads the bridge's and the homeserver's CPU over a quiet period.
+func measureIdle(ctx context.Context, mode string, bridgePID, hsPID int, d time.Duration) (IdleResult, error) {
+	res := IdleResult{Mode: mode, Seconds: d.Seconds()}
+	b0, err := ReadProc(bridgePID)
+	if err != nil {
+		return res, err
+	}
+	h0, err := ReadProc(hsPID)
+	if err != nil {
+		return res, err
+	}
+	select {
+	case <-ctx.Done():
+		return res, ctx.Err()
+	case <-time.After(d):
+	}
+	b1, err := ReadProc(bridgePID)
+	if err != nil {
+		return res, err
+	}
+	h1, err := ReadProc(hsPID)
+	if err != nil {
+		return res, err
+	}
+	res.BridgeCores = round((b1.CPU-b0.CPU).Seconds()/b1.At.Sub(b0.At).Seconds(), 3)
+	res.HomeserverCores = round((h1.CPU-h0.CPU).Seconds()/h1.At.Sub(h0.At).Seconds(), 3)
+	return res, nil
 }

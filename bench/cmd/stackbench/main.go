@@ -98,7 +98,7 @@ func run() int {
 		"memory_logins": counts, "bridge_log_level": *logLevel, "bridge_database": *bridgeDB, "bridge_config": bridgeSet,
 	}}
 	o := bench.Options{RepoRoot: root, Dir: dir, Pairs: *pairs, Messages: *messages, Window: *window,
-		MemoryLogins: counts, Stall: *stall, BridgeLogLevel: *logLevel, BridgeDebug: *debug || *profile != "", BridgeConfig: bridgeSet, ProfileDir: *profile, ProfileSeconds: *profileSec, Log: log}
+		MemoryLogins: counts, Stall: *stall, BridgeLogLevel: *logLevel, BridgeDebug: *debug || *profile != "", BridgeConfig: bridgeSet, ProfileDir: *profile, ProfileSeconds: *profileSec, Keep: *keepFolder, Log: log}
 	switch *bridgeDB {
 	case "sqlite":
 	case "postgres":
