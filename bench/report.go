@@ -230,15 +230,16 @@ func (r *Report) AddNotes() {
 		modes[d.Mode] = true
 	}
 	if modes[ModeStack] {
-		r.Notes = append(r.Notes, "stack: real Synapse (one Python process), metasim and the bridge process on this machine; "+
-			"rates there are bounded by Synapse, not the bridge. Latency: Matrix→Meta from the client's send to the simulated "+
-			"device's receipt of the decrypted message; Meta→Matrix from the simulated user's send to the event reaching the "+
-			"Matrix user's /sync.")
+		r.Notes = append(r.Notes, "stack: the kit's real Synapse (one Python process, SQLite), metasim and the bridge process on "+
+			"this machine; rates there are bounded by Synapse (see its CPU per message), not the bridge. Latency: Matrix→Meta "+
+			"from the client's send to the simulated device's receipt of the decrypted message; Meta→Matrix from the simulated "+
+			"user's send to the event reaching the Matrix user's /sync.")
 	}
 	if modes[ModeLoadgen] {
 		r.Notes = append(r.Notes, "loadgen: the bridge's own ceiling. A load generator in the bench process plays the "+
-			"homeserver (pushes appservice transactions, answers the bridge's client-server calls from memory); metasim and the "+
-			"load generator share the machine's cores with the bridge. Latency: Matrix→Meta from the transaction push to the "+
+			"homeserver (pushes appservice transactions of one event each, answers the bridge's client-server calls from "+
+			"memory); metasim and the load generator share the machine's cores with the bridge, so msg/s per bridge core is the "+
+			"figure to compare across machines. Latency: Matrix→Meta from the transaction push to the "+
 			"simulated device's receipt; Meta→Matrix from the simulated user's send to the bridge's PUT /send.")
 	}
 	if len(r.Memory) > 0 {
