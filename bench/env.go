@@ -44,6 +44,9 @@ type Options struct {
 	BridgeDebug bool
 	// BridgeConfig are extra dotted keys for the bridge's config, to compare settings.
 	BridgeConfig map[string]any
+	// SQLiteParams, when set, replace the query parameters of the bridge's SQLite
+	// URI (the kit's are "_txlock=immediate").
+	SQLiteParams string
 	// Postgres, when set, is a PostgreSQL server DSN: each bridge gets a fresh
 	// database there instead of SQLite.
 	Postgres string
@@ -101,6 +104,15 @@ func (o Options) bridgeConfig() map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// sqliteURI is the bridge's database URI for its folder dir with o.SQLiteParams, or
+// "" to keep the kit's.
+func (o Options) sqliteURI(bridgeDir string) string {
+	if o.SQLiteParams == "" || o.Postgres != "" {
+		return ""
+	}
+	return "file:" + filepath.Join(bridgeDir, "bridge.db") + "?" + o.SQLiteParams
 }
 
 // number is a phone number for the i-th account of a kind (0 logins, 1 peers, 2

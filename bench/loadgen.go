@@ -58,6 +58,9 @@ func startLoadgen(ctx context.Context, o Options, dir string) (le *loadgenEnv, e
 		return le, err
 	}
 	values := o.bridgeConfig()
+	if uri := o.sqliteURI(bo.Dir); uri != "" {
+		values["database.uri"] = uri
+	}
 	for _, network := range []string{"whatsapp", "messenger"} {
 		for k, v := range le.sim.NetworkConfig(network) {
 			values[k] = v

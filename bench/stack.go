@@ -18,8 +18,13 @@ func RunStack(ctx context.Context, o Options, rep *Report) error {
 	dir := filepath.Join(o.Dir, "stack")
 	log := o.Log.With().Str("mode", ModeStack).Logger()
 	log.Info().Msg("Starting Synapse, metasim and the bridge")
+	cfg := o.bridgeConfig()
+	// StartStack keeps the bridge's files in dir/bridge.
+	if uri := o.sqliteURI(filepath.Join(dir, "bridge")); uri != "" {
+		cfg["database.uri"] = uri
+	}
 	st, err := kit.StartStack(ctx, kit.StackOptions{RepoRoot: o.RepoRoot, BridgeBinary: o.BridgeBinary, Dir: dir,
-		Metasim: simAdjust, BridgeConfig: o.bridgeConfig(), Postgres: o.Postgres})
+		Metasim: simAdjust, BridgeConfig: cfg, Postgres: o.Postgres})
 	if err != nil {
 		return fmt.Errorf("failed to start the stack: %w", err)
 	}

@@ -39,6 +39,7 @@ func run() int {
 		benchtime  = flag.String("floor-benchtime", "1s", "-benchtime for the interop/ benchmarks")
 		keepFolder = flag.Bool("keep", false, "keep the bridges' folders (logs, databases)")
 		bridgeDB   = flag.String("bridge-db", "sqlite", "the bridge's database: sqlite, or postgres (a fresh database on $INTEROP_TEST_POSTGRES)")
+		sqlParams  = flag.String("bridge-sqlite-params", "", "query parameters for the bridge's SQLite URI instead of the kit's (_txlock=immediate), e.g. _txlock=immediate&_stmt_cache_size=64")
 		debug      = flag.Bool("bridge-debug", false, "turn on the bridge's pprof endpoints (/debug/pprof on its appservice port, provisioning secret as bearer token)")
 		profile    = flag.String("profile", "", "write a CPU profile of the bridge for each measured phase into this folder (turns on -bridge-debug); read with go tool pprof <bridge binary, kept with -keep> <file>")
 		profileSec = flag.Int("profile-seconds", 5, "how long each -profile covers, from the phase's start")
@@ -95,10 +96,10 @@ func run() int {
 	}
 	rep := &bench.Report{StartedAt: time.Now(), Host: bench.CurrentHost(), Settings: map[string]any{
 		"pairs": *pairs, "messages_per_user_per_direction": *messages, "window": *window, "modes": *modes,
-		"memory_logins": counts, "bridge_log_level": *logLevel, "bridge_database": *bridgeDB, "bridge_config": bridgeSet,
+		"memory_logins": counts, "bridge_log_level": *logLevel, "bridge_database": *bridgeDB, "bridge_config": bridgeSet, "bridge_sqlite_params": *sqlParams,
 	}}
 	o := bench.Options{RepoRoot: root, Dir: dir, Pairs: *pairs, Messages: *messages, Window: *window,
-		MemoryLogins: counts, Stall: *stall, BridgeLogLevel: *logLevel, BridgeDebug: *debug || *profile != "", BridgeConfig: bridgeSet, ProfileDir: *profile, ProfileSeconds: *profileSec, Keep: *keepFolder, Log: log}
+		MemoryLogins: counts, Stall: *stall, BridgeLogLevel: *logLevel, BridgeDebug: *debug || *profile != "", BridgeConfig: bridgeSet, SQLiteParams: *sqlParams, ProfileDir: *profile, ProfileSeconds: *profileSec, Keep: *keepFolder, Log: log}
 	switch *bridgeDB {
 	case "sqlite":
 	case "postgres":
