@@ -77,8 +77,8 @@ type phase struct {
 	hsPID int
 }
 
-// run measures the phase and returns its result, with the tracker so watchers can
-// be pointed at it before: t is created by the caller with newTracker.
+// run measures the phase. t receives the arrivals: the caller makes it with
+// newTracker and points the watchers at it before the run.
 func (p phase) run(ctx context.Context, t *tracker, mode string) (DirectionResult, error) {
 	res := DirectionResult{Mode: mode, Direction: p.dir, Users: p.pairs}
 	start, err := ReadProc(p.pid)
@@ -159,7 +159,7 @@ func (p phase) run(ctx context.Context, t *tracker, mode string) (DirectionResul
 	if err != nil {
 		return res, err
 	}
-	// The phase ends at the last arrival, not at the poll that noticed it.
+	// A stalled phase ends at its last arrival, not a stall's length later.
 	if last := time.Unix(0, t.last.Load()); stalled && last.After(start.At) {
 		end.At = last
 	}
