@@ -104,7 +104,7 @@ func PrepareBridge(ctx context.Context, o BridgeOptions) (*Bridge, error) {
 	if out, err := b.run(ctx, "-e"); err != nil {
 		return nil, fmt.Errorf("failed to write the example config: %w\n%s", err, out)
 	}
-	dbType, dbURI := "sqlite3-fk-wal", "file:"+filepath.Join(o.Dir, "bridge.db")+"?_txlock=immediate"
+	dbType, dbURI := "sqlite3-fk-wal", "file:"+filepath.Join(o.Dir, "bridge.db")+"?_txlock=immediate&_stmt_cache_size=64"
 	if o.Database != "" {
 		dbType, dbURI = "postgres", o.Database
 	}
@@ -121,6 +121,7 @@ func PrepareBridge(ctx context.Context, o BridgeOptions) (*Bridge, error) {
 		"appservice.port":                           port,
 		"database.type":                             dbType,
 		"database.uri":                              dbURI,
+		"database.max_idle_conns":                   5,
 		"bridge.permissions":                        perms,
 		"provisioning.shared_secret":                b.ProvisioningSecret,
 		"matrix.message_status_events":              true,
