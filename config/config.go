@@ -11,6 +11,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"text/template"
+	"time"
 
 	up "go.mau.fi/util/configupgrade"
 )
@@ -53,6 +54,95 @@ type MetricsConfig struct {
 	Listen  string `yaml:"listen"`
 }
 
+// MediaConfig is how the bridge hosts the media its users send and which sizes it
+// accepts (PROTOCOL.md section 7).
+type MediaConfig struct {
+	// StorePath is the folder holding hosted blobs (encrypted; created if missing).
+	StorePath string `yaml:"store_path"`
+	// RetentionDays is how long a hosted blob is kept unless its message is revoked.
+	RetentionDays int `yaml:"retention_days"`
+	// MaxSizeMiB is the largest file per kind, both directions.
+	MaxSizeMiB MediaSizes `yaml:"max_size_mib"`
+}
+
+// MediaSizes holds one limit per kind of media, in MiB.
+type MediaSizes struct {
+	Image    int `yaml:"image"`
+	Video    int `yaml:"video"`
+	Audio    int `yaml:"audio"`
+	Document int `yaml:"document"`
+}
+
+// Media kinds, as MaxBytes takes them.
+const (
+	MediaImage    = "image"
+	MediaVideo    = "video"
+	MediaAudio    = "audio"
+	MediaDocument = "document"
+)
+
+// MaxMediaMiB is the most any kind may allow: Meta's proxy fetches at most 100 MiB.
+const MaxMediaMiB = 100
+
+// DefaultMediaSizes are the limits of a config that sets none (WhatsApp's own for
+// images, audio and video; Meta's proxy limit for documents).
+var DefaultMediaSizes = MediaSizes{Image: 16, Video: 64, Audio: 16, Document: 100}
+
+// Defaults of the other media settings, for configs that leave them out.
+const (
+	DefaultMediaStorePath     = "./media"
+	DefaultMediaRetentionDays = 30
+)
+
+// MediaKinds lists the kinds in a fixed order.
+func MediaKinds() []string {
+	return []string{MediaImage, MediaVideo, MediaAudio, MediaDocument}
+}
+
+// Store is the hosted media folder (StorePath or its default).
+func (m *MediaConfig) Store() string {
+	if m.StorePath == "" {
+		return DefaultMediaStorePath
+	}
+	return m.StorePath
+}
+
+// Retention is how long hosted blobs are kept (RetentionDays or its default).
+func (m *MediaConfig) Retention() time.Duration {
+	days := m.RetentionDays
+	if days == 0 {
+		days = DefaultMediaRetentionDays
+	}
+	return time.Duration(days) * 24 * time.Hour
+}
+
+// MaxMiB is the configured limit of a kind in MiB (its default when 0; 0 for an
+// unknown kind).
+func (m *MediaConfig) MaxMiB(kind string) int {
+	pick := func(s MediaSizes) int {
+		switch kind {
+		case MediaImage:
+			return s.Image
+		case MediaVideo:
+			return s.Video
+		case MediaAudio:
+			return s.Audio
+		case MediaDocument:
+			return s.Document
+		}
+		return 0
+	}
+	if mib := pick(m.MaxSizeMiB); mib != 0 {
+		return mib
+	}
+	return pick(DefaultMediaSizes)
+}
+
+// MaxBytes is the limit for a kind (MediaImage…) in bytes; 0 for an unknown kind.
+func (m *MediaConfig) MaxBytes(kind string) int64 {
+	return int64(m.MaxMiB(kind)) << 20
+}
+
 // NetworkConfig is the whole `network:` section of the bridge's config.
 type NetworkConfig struct {
 	WhatsApp            NetworkSection `yaml:"whatsapp"`
@@ -62,6 +152,7 @@ type NetworkConfig struct {
 	EnableReadReceipts  bool           `yaml:"enable_read_receipts"`
 	DisplaynameTemplate string         `yaml:"displayname_template"`
 	Metrics             MetricsConfig  `yaml:"metrics"`
+	Media               MediaConfig    `yaml:"media"`
 
 	displaynameTemplate *template.Template `yaml:"-"`
 }
@@ -151,6 +242,11 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Str, "displayname_template")
 	helper.Copy(up.Bool, "metrics", "enabled")
 	helper.Copy(up.Str, "metrics", "listen")
+	helper.Copy(up.Str, "media", "store_path")
+	helper.Copy(up.Int, "media", "retention_days")
+	for _, kind := range MediaKinds() {
+		helper.Copy(up.Int, "media", "max_size_mib", kind)
+	}
 }
 
 // Upgrader carries an existing config's values onto base (the example config), so
@@ -165,6 +261,7 @@ func Upgrader(base string) *up.StructUpgrader {
 			{"enable_read_receipts"},
 			{"displayname_template"},
 			{"metrics"},
+			{"media"},
 		},
 		Base: base,
 	}

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	up "go.mau.fi/util/configupgrade"
 	"gopkg.in/yaml.v3"
@@ -43,6 +44,8 @@ func TestExampleConfigDefaults(t *testing.T) {
 		EnableReadReceipts:  true,
 		DisplaynameTemplate: "{{.Number}} ({{.Network}})",
 		Metrics:             config.MetricsConfig{Listen: "127.0.0.1:8001"},
+		Media: config.MediaConfig{StorePath: config.DefaultMediaStorePath, RetentionDays: config.DefaultMediaRetentionDays,
+			MaxSizeMiB: config.DefaultMediaSizes},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("example config parsed as\n%+v\nwant\n%+v", cfg, want)
@@ -83,6 +86,14 @@ displayname_template: "{{.Name}} on {{.Network}}"
 metrics:
     enabled: true
     listen: 0.0.0.0:9100
+media:
+    store_path: /var/lib/bridge/media
+    retention_days: 7
+    max_size_mib:
+        image: 5
+        video: 50
+        audio: 6
+        document: 99
 `
 	want := parse(t, full)
 	got := parse(t, upgrade(t, full))
@@ -239,6 +250,13 @@ func TestValidate(t *testing.T) {
 		{"callback URL query", func(c *config.NetworkConfig) { c.CallbackBaseURL = "https://bridge.example/?x=1" }, []string{"query or fragment"}},
 		{"template syntax", func(c *config.NetworkConfig) { c.DisplaynameTemplate = "{{.Number" }, []string{"failed to parse displayname_template"}},
 		{"template field", func(c *config.NetworkConfig) { c.DisplaynameTemplate = "{{.Phone}}" }, []string{"failed to fill displayname_template"}},
+		{"media defaults when left out", func(c *config.NetworkConfig) { c.Media = config.MediaConfig{} }, nil},
+		{"media document over the proxy limit", func(c *config.NetworkConfig) { c.Media.MaxSizeMiB.Document = 101 },
+			[]string{"network.media.max_size_mib.document: must be 1-100"}},
+		{"media negative image size", func(c *config.NetworkConfig) { c.Media.MaxSizeMiB.Image = -1 },
+			[]string{"network.media.max_size_mib.image: must be 1-100"}},
+		{"media negative retention", func(c *config.NetworkConfig) { c.Media.RetentionDays = -3 },
+			[]string{"network.media.retention_days: must be at least 1"}},
 		{"metrics on localhost", func(c *config.NetworkConfig) {
 			c.Metrics = config.MetricsConfig{Enabled: true, Listen: "127.0.0.1:8001"}
 		}, nil},
@@ -326,5 +344,18 @@ func TestValidationErrorListsEachProblem(t *testing.T) {
 		if !strings.HasPrefix(ve.Problems[i], w+": ") {
 			t.Errorf("problem %d is %q, want it to start with %s", i, ve.Problems[i], w)
 		}
+	}
+}
+
+// Media settings left out take their defaults; set ones are used as given.
+func TestMediaConfigDefaults(t *testing.T) {
+	var empty config.MediaConfig
+	if empty.Store() != "./media" || empty.Retention() != 30*24*time.Hour || empty.MaxBytes(config.MediaDocument) != 100<<20 ||
+		empty.MaxBytes(config.MediaImage) != 16<<20 || empty.MaxBytes("sticker") != 0 {
+		t.Errorf("defaults: %q %v %d %d", empty.Store(), empty.Retention(), empty.MaxBytes(config.MediaDocument), empty.MaxBytes(config.MediaImage))
+	}
+	set := config.MediaConfig{StorePath: "/srv/m", RetentionDays: 2, MaxSizeMiB: config.MediaSizes{Video: 10}}
+	if set.Store() != "/srv/m" || set.Retention() != 48*time.Hour || set.MaxBytes(config.MediaVideo) != 10<<20 || set.MaxBytes(config.MediaAudio) != 16<<20 {
+		t.Errorf("set: %q %v %d %d", set.Store(), set.Retention(), set.MaxBytes(config.MediaVideo), set.MaxBytes(config.MediaAudio))
 	}
 }

@@ -83,6 +83,17 @@ func (c *NetworkConfig) Validate() error {
 			add("metrics.listen", "%v", err)
 		}
 	}
+	if c.Media.StorePath != "" && strings.TrimSpace(c.Media.StorePath) == "" {
+		add("media.store_path", "is blank; leave it out for %s or name a folder", DefaultMediaStorePath)
+	}
+	if c.Media.RetentionDays < 0 {
+		add("media.retention_days", "must be at least 1, got %d", c.Media.RetentionDays)
+	}
+	for _, kind := range MediaKinds() {
+		if mib := c.Media.MaxMiB(kind); mib < 1 || mib > MaxMediaMiB {
+			add("media.max_size_mib."+kind, "must be 1-%d (Meta's proxy fetches at most %d MiB), got %d", MaxMediaMiB, MaxMediaMiB, mib)
+		}
+	}
 	if len(problems) > 0 {
 		return &ValidationError{Problems: problems}
 	}
