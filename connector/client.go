@@ -72,6 +72,9 @@ type InteropClient struct {
 	// replayed is closed when the current run loop has replayed the outbox; live
 	// messages wait for it so that they come after the replayed ones.
 	replayed chan struct{}
+
+	// mediaConn is the login's media download credentials (media_in.go).
+	mediaConn mediaConnCache
 }
 
 var (
