@@ -63,4 +63,7 @@ type Converter struct {
 	Mentions  MentionResolver // Matrix → Meta
 	Users     UserResolver    // Meta → Matrix
 	MessageID MessageIDFunc   // Meta → Matrix replies, edits, reactions, revokes
+	// Media fetches and uploads incoming attachments (Meta → Matrix); nil shows them as
+	// a placeholder notice.
+	Media MediaUploader
 }

@@ -45,11 +45,16 @@ type Edit struct {
 	Timestamp time.Time
 }
 
-// FromMeta converts an incoming conversation or extendedTextMessage into one Matrix part.
+// FromMeta converts an incoming text or attachment into one Matrix part. An attachment
+// that cannot be bridged, and content of unknown kinds, become a notice saying so.
 func (c *Converter) FromMeta(ctx context.Context, info MetaInfo, msg *waE2E.Message) (*bridgev2.ConvertedMessage, error) {
 	part, ci, err := c.textPart(ctx, msg)
 	if errors.Is(err, ErrUnsupported) {
-		return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{Placeholder(msg)}}, nil
+		media, caption, mediaCI, ok := mediaOf(msg)
+		if !ok {
+			return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{Placeholder(msg)}}, nil
+		}
+		part, ci = c.mediaPart(ctx, msg, media, caption, mediaCI), mediaCI
 	} else if err != nil {
 		return nil, err
 	}
