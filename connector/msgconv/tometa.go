@@ -65,25 +65,11 @@ func (c *Converter) ToMeta(ctx context.Context, content *event.MessageEventConte
 	if err != nil {
 		return nil, err
 	}
-	var ci *waE2E.ContextInfo
-	if reply != nil {
-		if reply.StanzaID == "" || reply.Sender.IsEmpty() {
-			return nil, fmt.Errorf("%w: reply target needs a stanza id and a sender", ErrInvalid)
-		}
-		ci = &waE2E.ContextInfo{
-			StanzaId:      proto.String(reply.StanzaID),
-			Participant:   proto.String(reply.Sender.ToUser().String()),
-			QuotedMessage: &waE2E.Message{Conversation: proto.String(reply.Text)},
-		}
+	ci, err := replyContext(reply)
+	if err != nil {
+		return nil, err
 	}
-	if len(mentions) > 0 {
-		if ci == nil {
-			ci = &waE2E.ContextInfo{}
-		}
-		for _, j := range mentions {
-			ci.MentionedJid = append(ci.MentionedJid, j.String())
-		}
-	}
+	ci = withMentions(ci, mentions)
 	if ci == nil {
 		return &waE2E.Message{Conversation: proto.String(text)}, nil
 	}
@@ -91,6 +77,35 @@ func (c *Converter) ToMeta(ctx context.Context, content *event.MessageEventConte
 		Text:        proto.String(text),
 		ContextInfo: ci,
 	}}, nil
+}
+
+// replyContext is the context of a message quoting reply, nil for no reply.
+func replyContext(reply *ReplyTarget) (*waE2E.ContextInfo, error) {
+	if reply == nil {
+		return nil, nil
+	}
+	if reply.StanzaID == "" || reply.Sender.IsEmpty() {
+		return nil, fmt.Errorf("%w: reply target needs a stanza id and a sender", ErrInvalid)
+	}
+	return &waE2E.ContextInfo{
+		StanzaId:      proto.String(reply.StanzaID),
+		Participant:   proto.String(reply.Sender.ToUser().String()),
+		QuotedMessage: &waE2E.Message{Conversation: proto.String(reply.Text)},
+	}, nil
+}
+
+// withMentions adds mentions to ci, making one when there are mentions and no ci.
+func withMentions(ci *waE2E.ContextInfo, mentions []jid.JID) *waE2E.ContextInfo {
+	if len(mentions) == 0 {
+		return ci
+	}
+	if ci == nil {
+		ci = &waE2E.ContextInfo{}
+	}
+	for _, j := range mentions {
+		ci.MentionedJid = append(ci.MentionedJid, j.String())
+	}
+	return ci
 }
 
 // matrixText renders the content's text as WhatsApp markup and lists who it mentions.
