@@ -1,7 +1,8 @@
 // Package database holds the bridge's own tables, beside bridgev2's and the interop
 // store's in the same database: login tokens for the auth callback, the numbers admins
-// assign to Matrix users, persisted appservice transactions, and the outbox of
-// received messages acked to the gateway but not yet bridged. Its schema has its own
+// assign to Matrix users, persisted appservice transactions, the outbox of received
+// messages acked to the gateway but not yet bridged, and the record of the media blobs
+// the bridge hosts for Meta's proxy. Its schema has its own
 // dbutil version table (VersionTable) and every table is prefixed interop_bridge_.
 //
 // It must not import the connector, the interop protocol client or the simulator.
