@@ -210,8 +210,8 @@ func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.Decrypted
 		}
 		return res
 	}
-	if m.Message.GetConversation() == "" && m.Message.GetExtendedTextMessage() == nil {
-		// Media is not bridged yet: msgconv puts a notice saying what arrived.
+	if t := messageType(m.Message); t == "location" || t == "other" {
+		// msgconv puts a notice saying what arrived.
 		log.Info().Str("type", m.Info.Type).Msg("Bridging a message this bridge cannot show as a notice")
 	}
 	chat, sender := m.Info.Chat.ToUser(), m.Info.Sender.ToUser()
@@ -236,7 +236,11 @@ func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.Decrypted
 		},
 		Data: m.Message,
 		ID:   ids.MakeMessageID(chat, sender, m.Info.ID),
-		ConvertMessageFunc: func(ctx context.Context, _ *bridgev2.Portal, _ bridgev2.MatrixAPI, msg *waE2E.Message) (*bridgev2.ConvertedMessage, error) {
+		ConvertMessageFunc: func(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, msg *waE2E.Message) (*bridgev2.ConvertedMessage, error) {
+			conv := *conv
+			// Attachments are fetched only now, inside the portal: the upload needs the
+			// room (encrypted or not) and the sender's intent.
+			conv.Media = &mediaUploader{fetcher: ic.mediaFetcher(), portal: portal, intent: intent}
 			return conv.FromMeta(ctx, info, msg)
 		},
 	}
