@@ -429,7 +429,9 @@ func TestMediaFromSimulatedMetaUser(t *testing.T) {
 
 	send := func(kind, caption string, spec map[string]any) (sent struct {
 		ID    string
-		Media struct{ DirectPath string `json:"direct_path"` }
+		Media struct {
+			DirectPath string `json:"direct_path"`
+		}
 	}) {
 		body := map[string]any{"to": account.String(), "kind": kind, "media": spec}
 		if caption != "" {
