@@ -1,0 +1,231 @@
+//go:build synapse
+
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/e2e/kit"
+)
+
+// mediaKind is one kind of attachment a Meta user sends, and what should arrive.
+type mediaKind struct {
+	kind     string // metasim's kind
+	caption  string
+	fileName string // what the Matrix event names the file
+	mimetype string
+	msgType  event.MessageType
+	voice    bool
+}
+
+var mediaKinds = []mediaKind{
+	{"image", "the view from here", "image.png", "image/png", event.MsgImage, false},
+	{"video", "", "video.mp4", "video/mp4", event.MsgVideo, false},
+	{"voice", "", "Voice message.ogg", "audio/ogg; codecs=opus", event.MsgAudio, true},
+	{"audio", "", "audio.mp3", "audio/mpeg", event.MsgAudio, false},
+	{"document", "the minutes", "minutes.pdf", "application/pdf", event.MsgFile, false},
+}
+
+func randomData(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// sendMedia has the peer send data as kind, with seconds for timed media.
+func (c *chat) sendMedia(k mediaKind, data []byte, seconds int) {
+	c.t.Helper()
+	spec := map[string]any{"data": base64.StdEncoding.EncodeToString(data), "mimetype": k.mimetype}
+	if seconds > 0 {
+		spec["seconds"] = seconds
+	}
+	if k.kind == "document" {
+		spec["file_name"] = k.fileName
+	}
+	body := map[string]any{"to": c.account, "kind": k.kind, "media": spec}
+	if k.caption != "" {
+		body["text"] = k.caption
+	}
+	_, err := c.peer.Send(c.ctx, body)
+	c.must(err)
+}
+
+// waitMedia waits for the ghost's message of msgType after mark.
+func (c *chat) waitMedia(u *kit.User, mark int, msgType event.MessageType) (*event.Event, *event.MessageEventContent) {
+	c.t.Helper()
+	evt, err := u.WaitEventAfter(c.ctx, mark, 60*time.Second, string(msgType)+" from the ghost", func(evt *event.Event) bool {
+		return kit.IsMessage(c.room, c.ghost, "")(evt) && evt.Content.AsMessage().MsgType == msgType
+	})
+	c.must(err)
+	return evt, evt.Content.AsMessage()
+}
+
+// download fetches an event's file through the authenticated media API, decrypting it
+// when the room is encrypted.
+func download(t *testing.T, u *kit.User, content *event.MessageEventContent) []byte {
+	t.Helper()
+	ctx := t.Context()
+	if content.File != nil {
+		uri, err := content.File.URL.Parse()
+		if err != nil {
+			t.Fatalf("bad mxc %q: %v", content.File.URL, err)
+		}
+		data, err := u.Client.DownloadBytes(ctx, uri)
+		if err != nil {
+			t.Fatalf("failed to download %s: %v", uri, err)
+		}
+		if err := content.File.DecryptInPlace(data); err != nil {
+			t.Fatalf("failed to decrypt %s: %v", uri, err)
+		}
+		return data
+	}
+	uri, err := content.URL.Parse()
+	if err != nil {
+		t.Fatalf("bad mxc %q: %v", content.URL, err)
+	}
+	data, err := u.Client.DownloadBytes(ctx, uri)
+	if err != nil {
+		t.Fatalf("failed to download %s: %v", uri, err)
+	}
+	return data
+}
+
+// A Meta user sends each kind of attachment: each arrives from their ghost as the
+// right Matrix message, with its caption, type and size, and the file downloaded
+// through the homeserver's authenticated media API is byte for byte what they sent; a
+// voice note is a voice message. A file over the configured limit is refused before
+// its download, with a notice naming it and saying why, and so is a blob the media
+// hosts corrupt; the messages after them still arrive.
+func TestSynapseMediaFromMeta(t *testing.T) {
+	e := startStack(t, false, func(o *kit.StackOptions) {
+		o.BridgeConfig = map[string]any{"network.media.max_size_mib.document": 1}
+	})
+	c := e.openChat("+491701110031", "+491702220032")
+
+	for i, k := range mediaKinds {
+		t.Run(k.kind, func(t *testing.T) {
+			data := randomData(t, 5000+i*40000) // up to 165 kB: over the in-memory upload threshold
+			mark := e.alice.Mark()
+			c.sendMedia(k, data, 3)
+			_, content := c.waitMedia(e.alice, mark, k.msgType)
+			wantBody := k.caption
+			if wantBody == "" {
+				wantBody = k.fileName
+			}
+			if content.Body != wantBody || content.FileName != k.fileName {
+				t.Errorf("body %q filename %q, want %q %q", content.Body, content.FileName, wantBody, k.fileName)
+			}
+			if content.Info == nil || content.Info.MimeType != k.mimetype || content.Info.Size != len(data) {
+				t.Errorf("info %+v", content.Info)
+			}
+			if k.kind != "image" && k.kind != "document" && content.Info.Duration != 3000 {
+				t.Errorf("duration %d ms", content.Info.Duration)
+			}
+			if (content.MSC3245Voice != nil) != k.voice {
+				t.Errorf("voice message: %v, want %v", content.MSC3245Voice != nil, k.voice)
+			}
+			if k.voice && (content.MSC1767Audio == nil || content.MSC1767Audio.Duration != 3000) {
+				t.Errorf("voice duration %+v", content.MSC1767Audio)
+			}
+			if got := download(t, e.alice, content); !bytes.Equal(got, data) {
+				t.Fatalf("downloaded %d bytes, not the %d sent", len(got), len(data))
+			}
+		})
+	}
+
+	t.Run("over the limit", func(t *testing.T) {
+		mark := e.alice.Mark()
+		big := mediaKind{"document", "", "big.pdf", "application/pdf", event.MsgFile, false}
+		c.sendMedia(big, randomData(t, 1<<20+1), 0)
+		_, notice := c.waitMedia(e.alice, mark, event.MsgNotice)
+		if !strings.Contains(notice.Body, `The document "big.pdf" could not be bridged`) ||
+			!strings.Contains(notice.Body, "over this bridge's limit of 1 MiB for document files") {
+			t.Errorf("notice %q", notice.Body)
+		}
+		_, err := c.peer.SendText(e.ctx, c.account, "after the big file")
+		e.must(err)
+		waitMessage(t, e.alice, mark, c.room, c.ghost, "after the big file")
+	})
+
+	t.Run("corrupted by the media host", func(t *testing.T) {
+		e.must(e.st.Sim.Call(e.ctx, "POST", "/v1/media/faults", map[string]any{"fault": "corrupt"}, nil))
+		defer func() { e.must(e.st.Sim.Call(e.ctx, "DELETE", "/v1/media/faults", nil, nil)) }()
+		mark := e.alice.Mark()
+		c.sendMedia(mediaKinds[0], randomData(t, 2000), 0)
+		_, notice := c.waitMedia(e.alice, mark, event.MsgNotice)
+		if !strings.Contains(notice.Body, `The image "image.png" could not be bridged`) || !strings.Contains(notice.Body, "integrity check") ||
+			!strings.Contains(notice.Body, "Caption: "+mediaKinds[0].caption) {
+			t.Errorf("notice %q", notice.Body)
+		}
+		_, err := c.peer.SendText(e.ctx, c.account, "after the broken file")
+		e.must(err)
+		waitMessage(t, e.alice, mark, c.room, c.ghost, "after the broken file")
+	})
+}
+
+// In an end-to-bridge encrypted portal the attachment is an encrypted file: the
+// homeserver holds only ciphertext, and the Matrix user's client decrypts it to the
+// bytes the Meta user sent.
+func TestSynapseMediaFromMetaEncrypted(t *testing.T) {
+	e := startStack(t, false, func(o *kit.StackOptions) {
+		o.BridgeConfig = map[string]any{
+			"encryption.allow":   true,
+			"encryption.default": true,
+			"encryption.require": true,
+		}
+	})
+	alice, err := e.st.Synapse.NewCryptoUser(e.ctx, "cryptomedia", t.TempDir())
+	e.must(err)
+	t.Cleanup(alice.Close)
+	loginID, err := e.st.LoginBridge(e.ctx, alice, "whatsapp", "+491705550035")
+	e.must(err)
+	_, err = e.st.WaitLoginState(e.ctx, alice, loginID, "CONNECTED", 30*time.Second)
+	e.must(err)
+	peer, err := e.st.Sim.NewUser(e.ctx, "+491706660036", nil)
+	e.must(err)
+	room, err := e.st.StartChat(e.ctx, alice, loginID, "+491706660036")
+	e.must(err)
+	_, err = alice.WaitEvent(e.ctx, 30*time.Second, "own join in the portal", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == alice.ID.String() &&
+			evt.Content.AsMember().Membership == event.MembershipJoin
+	})
+	e.must(err)
+	c := &chat{env: e, loginID: loginID, account: "7-491705550035@interop", peer: peer, room: room}
+
+	for _, k := range []mediaKind{mediaKinds[0], mediaKinds[2]} {
+		t.Run(k.kind, func(t *testing.T) {
+			data := randomData(t, 30000)
+			mark := alice.Mark()
+			c.sendMedia(k, data, 2)
+			evt, err := alice.WaitEventAfter(e.ctx, mark, 60*time.Second, string(k.msgType), func(evt *event.Event) bool {
+				return kit.IsMessage(room, "", "")(evt) && evt.Content.AsMessage().MsgType == k.msgType
+			})
+			e.must(err)
+			content := evt.Content.AsMessage()
+			if !evt.Mautrix.WasEncrypted || content.File == nil || content.URL != "" {
+				t.Fatalf("encrypted %v, file %+v, url %q", evt.Mautrix.WasEncrypted, content.File, content.URL)
+			}
+			uri, err := content.File.URL.Parse()
+			e.must(err)
+			stored, err := alice.Client.DownloadBytes(e.ctx, uri)
+			e.must(err)
+			if bytes.Equal(stored, data) {
+				t.Fatal("the homeserver holds the plaintext")
+			}
+			if got := download(t, alice, content); !bytes.Equal(got, data) {
+				t.Fatalf("decrypted %d bytes, not the %d sent", len(got), len(data))
+			}
+		})
+	}
+}
+
