@@ -228,4 +228,3 @@ func TestSynapseMediaFromMetaEncrypted(t *testing.T) {
 		})
 	}
 }
-
