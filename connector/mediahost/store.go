@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -77,34 +78,58 @@ func checkName(name string) error {
 }
 
 // FileStore keeps blobs as files in one folder, through an os.Root: even a name that
-// slipped past ValidName could not reach outside the folder.
+// slipped past ValidName could not reach outside the folder. The folder is created
+// (mode 0700) and opened on first use, so a bridge that never hosts media leaves no
+// folder behind; a failure to create it is reported by that use and retried by the
+// next one.
 type FileStore struct {
-	root *os.Root
 	dir  string
+	mu   sync.Mutex
+	root *os.Root
 }
 
 var _ Store = (*FileStore)(nil)
 
-// NewFileStore opens (creating it with mode 0700 if missing) the folder dir.
+// NewFileStore makes a store on the folder dir.
 func NewFileStore(dir string) (*FileStore, error) {
 	if dir == "" {
 		return nil, errors.New("no media store folder configured")
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("failed to create the media store folder %s: %w", dir, err)
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil, fmt.Errorf("failed to open the media store folder %s: %w", dir, err)
-	}
-	return &FileStore{root: root, dir: dir}, nil
+	return &FileStore{dir: dir}, nil
 }
 
-// Dir is the folder the store was opened on.
+// Dir is the folder of the store.
 func (s *FileStore) Dir() string { return s.dir }
 
 // Close releases the folder.
-func (s *FileStore) Close() error { return s.root.Close() }
+func (s *FileStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.root == nil {
+		return nil
+	}
+	err := s.root.Close()
+	s.root = nil
+	return err
+}
+
+// open returns the folder, creating and opening it on first use.
+func (s *FileStore) open() (*os.Root, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.root != nil {
+		return s.root, nil
+	}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create the media store folder %s: %w", s.dir, err)
+	}
+	root, err := os.OpenRoot(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open the media store folder %s: %w", s.dir, err)
+	}
+	s.root = root
+	return root, nil
+}
 
 // Create writes r to a temporary file (mode 0600) in the folder, syncs it and renames
 // it to name, so the blob appears whole or not at all.
@@ -112,17 +137,21 @@ func (s *FileStore) Create(ctx context.Context, name string, r io.Reader) (size 
 	if err := checkName(name); err != nil {
 		return 0, err
 	}
+	root, err := s.open()
+	if err != nil {
+		return 0, err
+	}
 	var rnd [12]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := tempPrefix + hex.EncodeToString(rnd[:])
-	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("failed to create a temporary file in the media store %s: %w", s.dir, err)
 	}
 	defer func() {
 		if err != nil {
 			_ = f.Close()
-			_ = s.root.Remove(tmp)
+			_ = root.Remove(tmp)
 		}
 	}()
 	size, err = io.Copy(f, ctxReader{ctx: ctx, r: r})
@@ -135,7 +164,7 @@ func (s *FileStore) Create(ctx context.Context, name string, r io.Reader) (size 
 	if err = f.Close(); err != nil {
 		return 0, fmt.Errorf("failed to close a blob in the media store %s: %w", s.dir, err)
 	}
-	if err = s.root.Rename(tmp, name); err != nil {
+	if err = root.Rename(tmp, name); err != nil {
 		return 0, fmt.Errorf("failed to rename a blob in the media store %s: %w", s.dir, err)
 	}
 	return size, nil
@@ -146,7 +175,11 @@ func (s *FileStore) Open(_ context.Context, name string) (Blob, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	f, err := s.root.Open(name)
+	root, err := s.open()
+	if err != nil {
+		return nil, err
+	}
+	f, err := root.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNotFound
 	} else if err != nil {
@@ -169,7 +202,11 @@ func (s *FileStore) Delete(_ context.Context, name string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	if err := s.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	root, err := s.open()
+	if err != nil {
+		return err
+	}
+	if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("failed to delete a blob from the media store %s: %w", s.dir, err)
 	}
 	return nil
@@ -178,7 +215,11 @@ func (s *FileStore) Delete(_ context.Context, name string) error {
 // RemoveStaleTemp deletes temporary files older than before: what a crash in the middle
 // of a Create leaves behind. It returns how many it removed.
 func (s *FileStore) RemoveStaleTemp(before time.Time) (int, error) {
-	entries, err := fs.ReadDir(s.root.FS(), ".")
+	root, err := s.open()
+	if err != nil {
+		return 0, err
+	}
+	entries, err := fs.ReadDir(root.FS(), ".")
 	if err != nil {
 		return 0, fmt.Errorf("failed to list the media store %s: %w", s.dir, err)
 	}
@@ -191,7 +232,7 @@ func (s *FileStore) RemoveStaleTemp(before time.Time) (int, error) {
 		if err != nil || !info.ModTime().Before(before) {
 			continue
 		}
-		if err := s.root.Remove(e.Name()); err == nil {
+		if err := root.Remove(e.Name()); err == nil {
 			removed++
 		}
 	}

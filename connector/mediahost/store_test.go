@@ -61,8 +61,8 @@ func TestFileStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	if info, err := os.Stat(dir); err != nil || info.Mode().Perm() != 0o700 {
-		t.Fatalf("store folder %v, %v; want mode 0700", info.Mode(), err)
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the store folder exists before any use: %v", err)
 	}
 	// A file beside the store that no name may reach.
 	if err := os.WriteFile(filepath.Join(parent, "secret"), []byte("private"), 0o600); err != nil {
@@ -73,6 +73,9 @@ func TestFileStore(t *testing.T) {
 	n, err := s.Create(ctx, "blob1", bytes.NewReader(data))
 	if err != nil || n != int64(len(data)) {
 		t.Fatalf("create: %d %v", n, err)
+	}
+	if info, err := os.Stat(dir); err != nil || info.Mode().Perm() != 0o700 {
+		t.Fatalf("store folder %v, %v; want mode 0700", info.Mode(), err)
 	}
 	if info, err := os.Stat(filepath.Join(dir, "blob1")); err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("blob file %v, %v; want mode 0600", info.Mode(), err)
@@ -159,4 +162,27 @@ func listDir(t *testing.T, dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
+}
+
+// TestFileStoreUnusableFolder: a folder that cannot be created fails each use with a
+// message naming it, and nothing else.
+func TestFileStoreUnusableFolder(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-folder")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewFileStore(filepath.Join(file, "media"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(context.Background(), "blob", strings.NewReader("x")); err == nil ||
+		!strings.Contains(err.Error(), "media store folder "+file) {
+		t.Fatalf("Create = %v, want an error naming the folder", err)
+	}
+	if _, err := s.Open(context.Background(), "blob"); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("Open = %v, want the folder's error", err)
+	}
+	if _, err := NewFileStore(""); err == nil {
+		t.Fatal("a store without a folder was made")
+	}
 }
