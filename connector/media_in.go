@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -40,12 +41,27 @@ var (
 	_ msgconv.MediaUploader = (*mediaUploader)(nil)
 )
 
+// errMediaUnreachable wraps a request to a media host that got no answer.
+var errMediaUnreachable = errors.New("media host did not answer")
+
 // mediaConnCache holds one login's media_conn until its TTL, so that a burst of media
-// costs one iq. The zero value is ready. Safe for concurrent use: callers wait for one
-// fetch rather than each sending their own.
+// costs one iq, and the HTTP client that downloads from the hosts it names, so that
+// downloads reuse connections. The zero value is ready. Safe for concurrent use:
+// callers wait for one fetch rather than each sending their own.
 type mediaConnCache struct {
-	mu   sync.Mutex
-	conn interop.MediaConn
+	mu     sync.Mutex
+	conn   interop.MediaConn
+	client *http.Client
+}
+
+// httpClient is the login's media download client, made on first use.
+func (c *mediaConnCache) httpClient() *http.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.client == nil {
+		c.client = mediaHTTPClient()
+	}
+	return c.client
 }
 
 // get returns the cached media_conn, fetching a new one when there is none, it
@@ -77,18 +93,61 @@ type mediaFetcher struct {
 	attempts int
 	backoff  time.Duration // first delay between attempts, doubling
 	now      func() time.Time
+	// idleTimeout ends a download that stalls; 0 means mediaIdleTimeout.
+	idleTimeout time.Duration
+}
+
+func (f *mediaFetcher) idle() time.Duration {
+	if f.idleTimeout > 0 {
+		return f.idleTimeout
+	}
+	return mediaIdleTimeout
 }
 
 // mediaHTTPClient never follows redirects: a media host may not send the bridge to a
-// host media_conn did not name.
+// host media_conn did not name. Its timeouts are short because a download holds up
+// the login's other incoming messages: a host that does not answer must fail fast
+// enough for the retries to end in seconds, not minutes.
 func mediaHTTPClient() *http.Client {
 	return &http.Client{
-		Transport: http.DefaultTransport,
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 30 * time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   4,
+			ForceAttemptHTTP2:     true,
+		},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
 	}
 }
+
+// mediaIdleTimeout ends a download that stopped sending bytes.
+const mediaIdleTimeout = 30 * time.Second
+
+// idleReader cancels its download when no byte arrived for timeout.
+type idleReader struct {
+	r       io.Reader
+	timer   *time.Timer
+	timeout time.Duration
+}
+
+func newIdleReader(r io.Reader, timeout time.Duration, cancel context.CancelFunc) *idleReader {
+	return &idleReader{r: r, timer: time.AfterFunc(timeout, cancel), timeout: timeout}
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	if n > 0 {
+		ir.timer.Reset(ir.timeout)
+	}
+	return n, err
+}
+
+func (ir *idleReader) stop() { ir.timer.Stop() }
 
 // mediaScheme picks http for a plain ws:// gateway and https otherwise.
 func mediaScheme(gatewayURL string) string {
@@ -187,7 +246,10 @@ func (f *mediaFetcher) fetch(ctx context.Context, m *msgconv.IncomingMedia) (*os
 		}
 		// A network error, or a download that broke off: try again, on another host
 		// if there is one.
-		lastErr, lastReason = err, "Meta's media hosts could not be reached"
+		lastErr, lastReason = err, "the download from Meta's media hosts kept breaking off"
+		if errors.Is(err, errMediaUnreachable) {
+			lastReason = "Meta's media hosts could not be reached"
+		}
 		delay = max(delay, f.backoff)
 	}
 	return nil, fail(fmt.Sprintf("%s (%d attempts)", lastReason, attempts), lastErr)
@@ -240,7 +302,7 @@ func (f *mediaFetcher) download(ctx context.Context, target, auth string, exp me
 	resp, err := f.client.Do(req)
 	if err != nil {
 		// The error names the URL, which holds no credential (that is in the header).
-		return nil, 0, fmt.Errorf("failed to request media: %w", err)
+		return nil, 0, fmt.Errorf("%w: %w", errMediaUnreachable, err)
 	}
 	defer func() {
 		// Drain a little so the connection can be reused, but never a whole blob.
@@ -253,7 +315,9 @@ func (f *mediaFetcher) download(ctx context.Context, target, auth string, exp me
 	if resp.ContentLength > exp.MaxBlobSize {
 		return nil, 0, fmt.Errorf("%w: the host announced %d bytes", mediacrypt.ErrTooLarge, resp.ContentLength)
 	}
-	file, err := mediacrypt.DecryptToFile(f.tempDir, resp.Body, exp)
+	body := newIdleReader(resp.Body, f.idle(), cancel)
+	defer body.stop()
+	file, err := mediacrypt.DecryptToFile(f.tempDir, body, exp)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -318,7 +382,7 @@ func (ic *InteropClient) mediaFetcher() *mediaFetcher {
 			}
 			return acc.Client().FetchMediaConn(ctx)
 		},
-		client:   mediaHTTPClient(),
+		client:   ic.mediaConn.httpClient(),
 		scheme:   scheme,
 		maxBytes: ic.Main.Config.Media.MaxBytes,
 		attempts: defaultMediaAttempts,

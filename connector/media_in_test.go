@@ -42,6 +42,7 @@ type mediaHosts struct {
 	requests atomic.Int32
 	failNext atomic.Int32 // answer this many requests with failStatus first
 	failWith atomic.Int32
+	stall    atomic.Bool  // send half the blob, then nothing
 	conns    atomic.Int32 // media_conn fetches
 }
 
@@ -56,6 +57,13 @@ func newMediaHosts(t *testing.T) *mediaHosts {
 		mh.requests.Add(1)
 		if mh.failNext.Add(-1) >= 0 {
 			http.Error(w, "failing on purpose", int(mh.failWith.Load()))
+			return
+		}
+		if mh.stall.Load() {
+			w.Header().Set("Content-Length", "4122")
+			_, _ = w.Write(make([]byte, 2000))
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -104,7 +112,7 @@ func (mh *mediaHosts) fetcher(t *testing.T, cache *mediaConnCache, limit int64) 
 	return &mediaFetcher{
 		conns: cache, fetchConn: mh.mediaConn, client: mediaHTTPClient(), scheme: "http",
 		maxBytes: func(string) int64 { return limit }, tempDir: t.TempDir(),
-		attempts: 3, backoff: time.Millisecond, now: time.Now,
+		attempts: 3, backoff: time.Millisecond, now: time.Now, idleTimeout: 100 * time.Millisecond,
 	}
 }
 
@@ -192,6 +200,9 @@ func TestMediaFetchRefusals(t *testing.T) {
 		{name: "host unreachable after retries", prepare: func(_ *testing.T, mh *mediaHosts, _ *msgconv.IncomingMedia, _ *mediaConnCache) {
 			mh.host.SetHosts([]string{"127.0.0.1:1"})
 		}, reason: "Meta's media hosts could not be reached (3 attempts)", requests: 0, conns: 1},
+		{name: "download stalls", prepare: func(_ *testing.T, mh *mediaHosts, _ *msgconv.IncomingMedia, _ *mediaConnCache) {
+			mh.stall.Store(true)
+		}, reason: "the download from Meta's media hosts kept breaking off (3 attempts)", requests: 3, conns: 1},
 		{name: "gone", prepare: func(_ *testing.T, mh *mediaHosts, m *msgconv.IncomingMedia, _ *mediaConnCache) {
 			if err := mh.host.Delete(context.Background(), m.DirectPath); err != nil {
 				panic(err)
