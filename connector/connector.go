@@ -8,7 +8,8 @@
 // pusher.go the push callback that connects an offline login.
 //
 // Its sub-packages do the pure parts: ids (ID mapping), msgconv (message conversion),
-// callbacks (Meta's HTTP callbacks). They must not import this package.
+// callbacks (Meta's HTTP callbacks), mediahost (the media our users send, kept for
+// Meta's proxy). They must not import this package.
 package connector
 
 import (
@@ -28,6 +29,7 @@ import (
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/astxn"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/callbacks"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/mediahost"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/metrics"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/verify"
 	bridgedb "github.com/matrix-meta-interop/matrix-meta-interop/database"
@@ -38,6 +40,9 @@ import (
 // gateway checks it once per connection, so it only bounds how long a leaked token
 // (it lives in memory only) could open a new connection.
 const DefaultTokenTTL = 24 * time.Hour
+
+// mediaSweepInterval is how often blobs past the retention period are deleted.
+const mediaSweepInterval = time.Hour
 
 // InteropConnector serves both networks, WhatsApp and Messenger, from one bridge.
 type InteropConnector struct {
@@ -60,6 +65,9 @@ type InteropConnector struct {
 	// Callbacks answers Meta's auth and push callbacks; Start makes it and mounts it on
 	// the appservice router when the Matrix connector has one.
 	Callbacks *callbacks.Handler
+	// Media keeps the encrypted media our users send and serves it to Meta's proxy
+	// through Callbacks; Start makes it (nil before, and in tests without a bridge).
+	Media *mediahost.Hosting
 	// TokenTTL is the lifetime of each dial's login token; 0 means DefaultTokenTTL.
 	TokenTTL time.Duration
 
@@ -165,6 +173,7 @@ func (c *InteropConnector) Start(ctx context.Context) error {
 			return err
 		}
 		c.startTracker()
+		c.startMediaSweeper()
 		c.startedOnce.Do(func() { close(c.started) })
 	}
 	if err := c.startMetrics(ctx); err != nil {
@@ -204,6 +213,11 @@ func (c *InteropConnector) startDatabase(ctx context.Context) error {
 	if err := c.Store.Upgrade(ctx); err != nil {
 		return fmt.Errorf("failed to upgrade the Signal store: %w", err)
 	}
+	media, err := c.newMediaHosting()
+	if err != nil {
+		return err
+	}
+	c.Media = media
 	h, err := c.newCallbackHandler()
 	if err != nil {
 		return err
@@ -225,16 +239,45 @@ func (c *InteropConnector) newCallbackHandler() (*callbacks.Handler, error) {
 		s, _ := c.Config.Section(name)
 		networks = append(networks, callbacks.Network{Name: name, IntegratorID: uint16(s.IntegratorID), Secret: []byte(s.CallbackSecret)})
 	}
-	h, err := callbacks.New(callbacks.Config{
+	cfg := callbacks.Config{
 		Networks: networks,
 		Tokens:   c.DB,
 		Pusher:   c,
 		Log:      c.Bridge.Log.With().Str("component", "interop_callbacks").Logger(),
-	})
+	}
+	if c.Media != nil {
+		cfg.Media = c.Media
+	}
+	h, err := callbacks.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("failed to set up the callback handler: %w", err)
 	}
 	return h, nil
+}
+
+// newMediaHosting keeps hosted media in the configured folder (created on first use),
+// recorded in the bridge's tables, under the callback base URL Meta fetches from.
+func (c *InteropConnector) newMediaHosting() (*mediahost.Hosting, error) {
+	log := c.Bridge.Log.With().Str("component", "media_host").Logger()
+	store, err := mediahost.NewFileStore(c.Config.Media.Store())
+	if err != nil {
+		return nil, fmt.Errorf("failed to set up the media store: %w", err)
+	}
+	h, err := mediahost.New(mediahost.Config{BaseURL: c.CallbackBaseURL(), Store: store, Records: c.DB, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("failed to set up media hosting: %w", err)
+	}
+	return h, nil
+}
+
+// startMediaSweeper deletes hosted media past the retention period, every hour until
+// the bridge stops.
+func (c *InteropConnector) startMediaSweeper() {
+	if c.Media == nil || c.Bridge.BackgroundCtx == nil {
+		return
+	}
+	ctx := c.Bridge.Log.With().Str("component", "media_sweeper").Logger().WithContext(c.Bridge.BackgroundCtx)
+	go c.Media.SweepLoop(ctx, mediaSweepInterval, c.Config.Media.Retention())
 }
 
 func (c *InteropConnector) tokenTTL() time.Duration {
