@@ -276,7 +276,7 @@ func (c *InteropConnector) startMediaSweeper() {
 	if c.Media == nil || c.Bridge.BackgroundCtx == nil {
 		return
 	}
-	ctx := c.Bridge.Log.With().Str("component", "media_sweeper").Logger().WithContext(c.Bridge.BackgroundCtx)
+	ctx := c.Bridge.Log.WithContext(c.Bridge.BackgroundCtx)
 	go c.Media.SweepLoop(ctx, mediaSweepInterval, c.Config.Media.Retention())
 }
 
