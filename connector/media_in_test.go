@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
 	"maunium.net/go/mautrix/bridgev2/status"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -30,6 +32,7 @@ import (
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/mediacrypt"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore/sqltest"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waE2E"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/media"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simtest"
 )
@@ -510,5 +513,50 @@ func TestMediaFromSimulatedMetaUser(t *testing.T) {
 	sb.env.MustCall(t, 200, "POST", "/v1/users/"+peer.JID+"/messages", map[string]any{"to": account.String(), "kind": "text", "text": "still here"}, nil)
 	if conv, err := sb.q.next(t).ConvertMessage(ctx, portal, &fakeIntent{}); err != nil || conv.Parts[0].Content.Body != "still here" {
 		t.Fatalf("next text: %+v %v", conv, err)
+	}
+}
+
+// An attachment that did not decrypt at first left a notice; when it arrives again and
+// decrypts, the notice is replaced by the attachment itself, fetched and uploaded like
+// a first delivery, not by a placeholder.
+func TestDecryptedMediaReplacesItsNotice(t *testing.T) {
+	ctx := context.Background()
+	mh := newMediaHosts(t)
+	c := newTestConnector(t, nil)
+	account := jid.Interop(12, "491701234571")
+	loginID := ids.MakeUserLoginID(ids.WhatsApp, account)
+	ic := newInteropClient(c, &bridgev2.UserLogin{UserLogin: &database.UserLogin{ID: loginID}}, ids.WhatsApp, account)
+	conn, err := mh.mediaConn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic.mediaConn.conn = conn // as if fetched over the connection
+
+	plain := randomBytes(t, 5000)
+	m := mh.upload(t, plain, mediacrypt.Image)
+	msg := &waE2E.Message{ImageMessage: &waE2E.ImageMessage{Mimetype: proto.String("image/png"), DirectPath: proto.String(m.DirectPath),
+		MediaKey: m.MediaKey, FileSha256: m.FileSHA256, FileEncSha256: m.FileEncSHA256, FileLength: proto.Uint64(m.FileLength)}}
+	peer := jid.JID{User: "491709876504", Server: jid.ServerGateway}
+	key := ids.MakePortalKey(peer, loginID)
+	msgID := ids.MakeMessageID(peer, peer, "IMG1")
+	evt := &simplevent.Message[*waE2E.Message]{
+		EventMeta: simplevent.EventMeta{Type: bridgev2.RemoteEventMessageUpsert, PortalKey: key,
+			Sender: bridgev2.EventSender{Sender: ids.MakeUserID(peer)}, Timestamp: time.Now()},
+		Data: msg, ID: msgID,
+	}
+	notice := &database.Message{ID: msgID, MXID: "$notice", Room: key, SenderID: ids.MakeUserID(peer),
+		Metadata: &MessageMetadata{Undecryptable: true}}
+	portal := &bridgev2.Portal{Portal: &database.Portal{PortalKey: key, MXID: "!room:test.invalid"}}
+	res, err := ic.replaceNotice(evt, msgconv.MetaInfo{Chat: peer, Sender: peer})(ctx, portal, nil, []*database.Message{notice}, msg)
+	if err != nil || len(res.SubEvents) != 1 {
+		t.Fatalf("upsert over the notice: %+v, %v", res, err)
+	}
+	intent := &fakeIntent{}
+	converted, err := res.SubEvents[0].(bridgev2.RemoteEdit).ConvertEdit(ctx, portal, intent, []*database.Message{notice})
+	if err != nil || len(converted.ModifiedParts) != 1 {
+		t.Fatalf("edit %+v, %v", converted, err)
+	}
+	if c := converted.ModifiedParts[0].Content; c.MsgType != event.MsgImage || c.URL == "" || !bytes.Equal(intent.uploaded, plain) {
+		t.Fatalf("notice replaced by %s %q (uploaded %d bytes)", c.MsgType, c.Body, len(intent.uploaded))
 	}
 }

@@ -99,7 +99,10 @@ func (ic *InteropClient) replaceNotice(evt *simplevent.Message[*waE2E.Message], 
 			Data:          msg,
 			ID:            evt.ID,
 			TargetMessage: evt.ID,
-			ConvertEditFunc: func(ctx context.Context, _ *bridgev2.Portal, _ bridgev2.MatrixAPI, existing []*database.Message, msg *waE2E.Message) (*bridgev2.ConvertedEdit, error) {
+			ConvertEditFunc: func(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, existing []*database.Message, msg *waE2E.Message) (*bridgev2.ConvertedEdit, error) {
+				// An attachment is fetched and uploaded as in a first delivery.
+				conv := *conv
+				conv.Media = &mediaUploader{fetcher: ic.mediaFetcher(), portal: portal, intent: intent}
 				converted, err := conv.FromMeta(ctx, info, msg)
 				if err != nil {
 					return nil, err
