@@ -55,7 +55,8 @@ func TestSendError(t *testing.T) {
 	}
 }
 
-// Sending without a connection, or content that is not text, is refused with a notice.
+// Sending without a connection, or content that is neither text nor a file, is refused
+// with a notice.
 func TestHandleMatrixMessageRefusals(t *testing.T) {
 	ic := testClient(t)
 	tests := []struct {
@@ -64,7 +65,7 @@ func TestHandleMatrixMessageRefusals(t *testing.T) {
 		portal  string
 		want    error
 	}{
-		{"image", &event.MessageEventContent{MsgType: event.MsgImage}, "491709876543@s.whatsapp.net", ErrNotImplemented},
+		{"location", &event.MessageEventContent{MsgType: event.MsgLocation, Body: "here", GeoURI: "geo:52.5,13.4"}, "491709876543@s.whatsapp.net", ErrNotImplemented},
 		{"group", &event.MessageEventContent{MsgType: event.MsgText, Body: "x"}, "120363012345678@g.us", ErrNotImplemented},
 		{"not connected", &event.MessageEventContent{MsgType: event.MsgText, Body: "x"}, "491709876543@s.whatsapp.net", ErrNotConnected},
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/msgconv"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/errcode"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waE2E"
 )
 
 // ErrNotConnected is wrapped when a message is sent while the login has no run loop.
@@ -23,8 +24,9 @@ var ErrNotConnected = errors.New("this login is not connected to Meta's gateway"
 // ctx ends), so a Matrix sender learns of a failure instead of waiting forever.
 const sendTimeout = 2 * time.Minute
 
-// HandleMatrixMessage sends a Matrix text, notice or emote to the 1:1 peer of the
-// portal. Refusals come back as a notice in the room with a message per code.
+// HandleMatrixMessage sends a Matrix text, notice, emote or file (media_out.go) to the
+// 1:1 peer of the portal. Refusals come back as a notice in the room with a message
+// per code.
 func (ic *InteropClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
 	start := time.Now()
 	// Sent or refused for good (the sender sees the status): either way it must not be
@@ -37,13 +39,16 @@ func (ic *InteropClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 			WithIsCertain(true).WithSendNotice(true).WithErrorReason(event.MessageStatusUnsupported).
 			WithMessage("This kind of message cannot be bridged yet")
 	}
+	isMedia := msgconv.IsMedia(msg.Content.MsgType)
 	switch msg.Content.MsgType {
 	case event.MsgText, event.MsgNotice, event.MsgEmote:
 	default:
-		// TODO media (PROTOCOL.md section 7).
+		if isMedia {
+			break
+		}
 		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("sending %s: %w", msg.Content.MsgType, ErrNotImplemented)).
 			WithIsCertain(true).WithSendNotice(true).WithErrorReason(event.MessageStatusUnsupported).
-			WithMessage("Only text messages can be sent to WhatsApp and Messenger by this bridge version")
+			WithMessage("Only text, images, videos, audio, voice messages and files can be sent to WhatsApp and Messenger by this bridge version")
 	}
 	peer, err := ids.ParsePortalID(msg.Portal.ID)
 	if err != nil {
@@ -59,16 +64,30 @@ func (ic *InteropClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 		return nil, bridgev2.WrapErrorInStatus(ErrNotConnected).WithIsCertain(true).WithSendNotice(true).
 			WithMessage("This login is not connected to Meta's gateway; sign in again")
 	}
-	content, err := ic.converter().ToMeta(ctx, msg.Content, ic.replyTarget(ctx, msg.Portal, msg.ReplyTo))
-	if err != nil {
-		status := bridgev2.WrapErrorInStatus(err).WithIsCertain(true).WithSendNotice(true)
-		if errors.Is(err, msgconv.ErrTextTooLong) {
-			return nil, status.WithErrorReason(event.MessageStatusUnsupported).WithMessage("The message is longer than WhatsApp allows")
+	// The id is chosen first: hosted media is filed under the message it belongs to.
+	stanzaID := interop.NewID()
+	var content *waE2E.Message
+	var media *mediaSender
+	if isMedia {
+		content, media, err = ic.mediaMessage(ctx, msg, stanzaID)
+		if err != nil {
+			return nil, err
 		}
-		return nil, status.WithErrorReason(event.MessageStatusUnsupported)
+	} else {
+		content, err = ic.converter().ToMeta(ctx, msg.Content, ic.replyTarget(ctx, msg.Portal, msg.ReplyTo))
+		if err != nil {
+			status := bridgev2.WrapErrorInStatus(err).WithIsCertain(true).WithSendNotice(true)
+			if errors.Is(err, msgconv.ErrTextTooLong) {
+				return nil, status.WithErrorReason(event.MessageStatusUnsupported).WithMessage("The message is longer than WhatsApp allows")
+			}
+			return nil, status.WithErrorReason(event.MessageStatusUnsupported)
+		}
 	}
-	res, err := ic.sendToMeta(ctx, acc, peer, interop.NewID(), content, start)
+	res, err := ic.sendToMeta(ctx, acc, peer, stanzaID, content, start)
 	if err != nil {
+		if media != nil {
+			media.forget(ctx, stanzaID)
+		}
 		return nil, ic.sendError(peer.String(), err)
 	}
 	ts := res.Timestamp

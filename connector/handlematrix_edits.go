@@ -143,7 +143,7 @@ func (ic *InteropClient) HandleMatrixEdit(ctx context.Context, msg *bridgev2.Mat
 }
 
 // HandleMatrixMessageRemove deletes this login's own message for everyone (REVOKE),
-// within 48 hours.
+// within 48 hours, and the file it hosted for a media message.
 func (ic *InteropClient) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) error {
 	if msg == nil {
 		return fmt.Errorf("no redaction: %w", msgconv.ErrInvalid)
@@ -161,8 +161,12 @@ func (ic *InteropClient) HandleMatrixMessageRemove(ctx context.Context, msg *bri
 	if err != nil {
 		return refuse(err, event.MessageStatusGenericError, "This deletion cannot be bridged")
 	}
-	_, err = ic.sendProtocol(ctx, acc, peer, revoke)
-	return err
+	if _, err = ic.sendProtocol(ctx, acc, peer, revoke); err != nil {
+		return err
+	}
+	// Meta's proxy must not serve a revoked message's file any more.
+	ic.forgetMedia(ctx, key.ID)
+	return nil
 }
 
 // PreHandleMatrixReaction names the reaction by sender only: WhatsApp keeps one

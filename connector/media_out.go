@@ -1,0 +1,408 @@
+package connector
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/matrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/config"
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/mediahost"
+	"github.com/matrix-meta-interop/matrix-meta-interop/connector/msgconv"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/mediacrypt"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waE2E"
+)
+
+var _ mediaHost = (*mediahost.Hosting)(nil)
+
+// mediaHost is what sending media needs of the media host (mediahost.Hosting).
+type mediaHost interface {
+	Host(ctx context.Context, network, loginID, messageID string, r io.Reader) (mediahost.HostedBlob, error)
+	Forget(ctx context.Context, loginID, messageID string) error
+}
+
+// downloadFunc writes the plaintext of a Matrix file (decrypted when file is set) to
+// dst and returns how many bytes it wrote. It stops with errMediaTooLarge as soon as
+// the file turns out to be longer than limit, whatever its event claimed.
+type downloadFunc func(ctx context.Context, uri id.ContentURIString, file *event.EncryptedFileInfo, limit int64, dst io.Writer) (int64, error)
+
+var (
+	// errMediaTooLarge: the file is over the configured limit of its kind.
+	errMediaTooLarge = errors.New("file is larger than allowed")
+	// errMediaDamaged: an end-to-bridge encrypted file did not match its hash.
+	errMediaDamaged = errors.New("file does not match its hash")
+	// errMediaEmpty: the file has no bytes; WhatsApp has no empty media.
+	errMediaEmpty = errors.New("file is empty")
+)
+
+// mediaThumbnailLimit bounds the thumbnail an event names: a thumbnail over 2 MiB is
+// not a thumbnail, and it is read into memory.
+const mediaThumbnailLimit = 2 << 20
+
+// mediaTimeout bounds downloading, encrypting and hosting one file.
+const mediaTimeout = 10 * time.Minute
+
+// mediaSender prepares the files of outgoing media messages: it downloads them from
+// the homeserver, checks their size, encrypts them with a fresh media key and hosts
+// the blob for Meta's proxy.
+type mediaSender struct {
+	host     mediaHost
+	download downloadFunc
+	limits   *config.MediaConfig
+	// network names the network in the media host ("whatsapp"); networkName in
+	// notices ("WhatsApp").
+	network, networkName string
+	loginID              string
+	// tempDir holds the downloads while they are encrypted; "" is os.TempDir.
+	tempDir string
+}
+
+// mediaKindOf is the config kind whose size limit applies to a media type.
+func mediaKindOf(t mediacrypt.MediaType) string {
+	switch t {
+	case mediacrypt.Image:
+		return config.MediaImage
+	case mediacrypt.Video:
+		return config.MediaVideo
+	case mediacrypt.Audio:
+		return config.MediaAudio
+	}
+	return config.MediaDocument
+}
+
+// kindPlural names a kind's files in notices.
+func kindPlural(kind string) string {
+	switch kind {
+	case config.MediaImage:
+		return "images"
+	case config.MediaVideo:
+		return "videos"
+	case config.MediaAudio:
+		return "audio files"
+	}
+	return "files"
+}
+
+// formatSize is a size as people read it: "20 MiB", "1.5 MiB", "300 KiB".
+func formatSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		if n%(1<<20) == 0 {
+			return fmt.Sprintf("%d MiB", n>>20)
+		}
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KiB", (n+1<<9)>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// tooLarge is the refusal of a file over its kind's limit; size is what is known of
+// it (over is true when only "more than limit" is known).
+func (s *mediaSender) tooLarge(name, kind string, size int64, over bool) error {
+	limit := s.limits.MaxBytes(kind)
+	is := formatSize(size)
+	if over {
+		is = "larger than " + formatSize(limit)
+	}
+	return refuse(fmt.Errorf("%w: %d bytes over a limit of %d", errMediaTooLarge, size, limit), event.MessageStatusUnsupported,
+		fmt.Sprintf("%s is %s; %s users can receive %s up to %s", name, is, s.networkName, kindPlural(kind), formatSize(limit)))
+}
+
+// prepare downloads, checks, encrypts and hosts the file of content for the message
+// that will be sent with stanzaID. Its errors are statuses for the sender.
+func (s *mediaSender) prepare(ctx context.Context, content *event.MessageEventContent, stanzaID string) (*msgconv.OutgoingMedia, error) {
+	t, err := msgconv.MediaTypeOf(content)
+	if err != nil {
+		return nil, refuse(err, event.MessageStatusUnsupported, "This kind of file cannot be sent to WhatsApp and Messenger")
+	}
+	name := msgconv.DocumentFileName(content)
+	kind := mediaKindOf(t)
+	limit := s.limits.MaxBytes(kind)
+	if content.Info != nil && int64(content.Info.Size) > limit {
+		return nil, s.tooLarge(name, kind, int64(content.Info.Size), false)
+	}
+	if content.URL == "" && content.File == nil {
+		return nil, refuse(fmt.Errorf("%w: no file URL", msgconv.ErrInvalid), event.MessageStatusGenericError,
+			fmt.Sprintf("%s has no file to send", name))
+	}
+	ctx, cancel := context.WithTimeout(ctx, mediaTimeout)
+	defer cancel()
+
+	tmp, err := os.CreateTemp(s.tempDir, "metainterop-out-*")
+	if err != nil {
+		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("failed to create a temporary file: %w", err)).WithSendNotice(true).
+			WithMessage(fmt.Sprintf("%s could not be prepared for sending (the bridge could not write a temporary file)", name))
+	}
+	defer func() {
+		_ = tmp.Close()
+		_ = os.Remove(tmp.Name())
+	}()
+	size, err := s.download(ctx, content.URL, content.File, limit, tmp)
+	switch {
+	case errors.Is(err, errMediaTooLarge):
+		return nil, s.tooLarge(name, kind, size, true)
+	case errors.Is(err, errMediaDamaged):
+		return nil, refuse(err, event.MessageStatusGenericError,
+			fmt.Sprintf("%s arrived damaged from your homeserver (it does not match its hash); send it again", name))
+	case err != nil:
+		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("failed to download the file: %w", err)).WithSendNotice(true).
+			WithMessage(fmt.Sprintf("%s could not be downloaded from your homeserver; try again", name))
+	case size == 0:
+		return nil, refuse(errMediaEmpty, event.MessageStatusUnsupported, fmt.Sprintf("%s is empty; empty files cannot be sent", name))
+	}
+
+	media := &msgconv.OutgoingMedia{Mimetype: s.mimetype(content, tmp), KeyTimestamp: time.Now()}
+	s.describe(ctx, content, t, tmp, media)
+
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("failed to rewind the file: %w", err)).WithSendNotice(true).
+			WithMessage(fmt.Sprintf("%s could not be prepared for sending", name))
+	}
+	if err := s.encryptAndHost(ctx, t, tmp, stanzaID, media); err != nil {
+		return nil, bridgev2.WrapErrorInStatus(err).WithSendNotice(true).
+			WithMessage(fmt.Sprintf("%s could not be stored for %s to fetch; try again later", name, s.networkName))
+	}
+	return media, nil
+}
+
+// mimetype is the event's type for the file, or one guessed from its first bytes.
+func (s *mediaSender) mimetype(content *event.MessageEventContent, f *os.File) string {
+	if content.Info != nil && content.Info.MimeType != "" {
+		return content.Info.MimeType
+	}
+	var head [512]byte
+	n, _ := f.ReadAt(head[:], 0)
+	if n == 0 {
+		return ""
+	}
+	return http.DetectContentType(head[:n])
+}
+
+// describe fills in the dimensions and thumbnail: from the event, or read from the
+// image itself. None of it is required, so failures only leave fields empty.
+func (s *mediaSender) describe(ctx context.Context, content *event.MessageEventContent, t mediacrypt.MediaType, f *os.File, media *msgconv.OutgoingMedia) {
+	log := zerolog.Ctx(ctx)
+	if info := content.Info; info != nil && info.Width > 0 && info.Height > 0 {
+		media.Width, media.Height = uint32(info.Width), uint32(info.Height)
+	}
+	switch t {
+	case mediacrypt.Audio:
+		return
+	case mediacrypt.Image:
+		if media.Width == 0 || media.Height == 0 {
+			if _, err := f.Seek(0, io.SeekStart); err == nil {
+				if w, h, err := msgconv.ImageSize(f); err == nil {
+					media.Width, media.Height = uint32(w), uint32(h)
+				}
+			}
+		}
+		if _, err := f.Seek(0, io.SeekStart); err == nil {
+			thumb, err := msgconv.Thumbnail(f)
+			if err == nil {
+				media.Thumbnail = thumb
+				return
+			}
+			log.Debug().Err(err).Msg("Failed to make a thumbnail of the image; trying the event's")
+		}
+	}
+	if info := content.Info; info != nil && (info.ThumbnailURL != "" || info.ThumbnailFile != nil) {
+		var buf bytes.Buffer
+		if _, err := s.download(ctx, info.ThumbnailURL, info.ThumbnailFile, mediaThumbnailLimit, &buf); err != nil {
+			log.Debug().Err(err).Msg("Failed to download the event's thumbnail")
+			return
+		}
+		thumb, err := msgconv.Thumbnail(bytes.NewReader(buf.Bytes()))
+		if err != nil {
+			log.Debug().Err(err).Msg("Failed to make a thumbnail of the event's thumbnail")
+			return
+		}
+		media.Thumbnail = thumb
+	}
+}
+
+// encryptAndHost encrypts the plaintext from src with a fresh media key straight into
+// the media host, and fills in where the blob is served and what the message carries.
+func (s *mediaSender) encryptAndHost(ctx context.Context, t mediacrypt.MediaType, src io.Reader, stanzaID string, media *msgconv.OutgoingMedia) error {
+	key, err := mediacrypt.NewMediaKey()
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	type result struct {
+		res mediacrypt.Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := mediacrypt.Encrypt(pw, src, key, t)
+		// nil closes the pipe with EOF: the host sees the end of the blob.
+		pw.CloseWithError(err)
+		done <- result{res, err}
+	}()
+	blob, hostErr := s.host.Host(ctx, s.network, s.loginID, stanzaID, pr)
+	// Unblocks the encryption if the host stopped reading early.
+	pr.CloseWithError(errors.New("the media host stopped reading"))
+	enc := <-done
+	if hostErr != nil {
+		// The host stores nothing when it fails, whether its own write or the
+		// encryption (a read error to it) failed.
+		return fmt.Errorf("failed to host the encrypted file: %w", hostErr)
+	}
+	if enc.err == nil && blob.Size != int64(enc.res.EncLength) {
+		enc.err = fmt.Errorf("the media host stored %d bytes of a %d-byte blob", blob.Size, enc.res.EncLength)
+	}
+	if enc.err != nil {
+		s.forget(ctx, stanzaID)
+		return fmt.Errorf("failed to encrypt the file: %w", enc.err)
+	}
+	media.URL, media.DirectPath, media.MediaKey, media.Result = blob.URL, blob.DirectPath, key, enc.res
+	return nil
+}
+
+// forget deletes the hosted blobs of a message that was not sent or was revoked.
+func (s *mediaSender) forget(ctx context.Context, stanzaID string) {
+	if err := s.host.Forget(ctx, s.loginID, stanzaID); err != nil {
+		zerolog.Ctx(ctx).Err(err).Str("message_id", stanzaID).Msg("Failed to delete hosted media")
+	}
+}
+
+// mediaSender is this login's sender of media, or a refusal when the bridge hosts no
+// media.
+func (ic *InteropClient) mediaSender() (*mediaSender, error) {
+	if ic.Main.Media == nil {
+		return nil, refuse(errors.New("media hosting is not set up"), event.MessageStatusUnsupported,
+			"This bridge cannot send files yet: its media hosting is not set up")
+	}
+	var bot bridgev2.MatrixAPI
+	if ic.Main.Bridge != nil {
+		bot = ic.Main.Bridge.Bot
+	}
+	return &mediaSender{
+		host:        ic.Main.Media,
+		download:    matrixDownload(bot),
+		limits:      &ic.Main.Config.Media,
+		network:     string(ic.Network),
+		networkName: networkDisplayName(ic.Main, ic.Network),
+		loginID:     string(ic.UserLogin.ID),
+	}, nil
+}
+
+// mediaMessage prepares the file of a Matrix media message and converts it; the blob
+// is hosted under stanzaID, which the message must be sent with.
+func (ic *InteropClient) mediaMessage(ctx context.Context, msg *bridgev2.MatrixMessage, stanzaID string) (*waE2E.Message, *mediaSender, error) {
+	sender, err := ic.mediaSender()
+	if err != nil {
+		return nil, nil, err
+	}
+	media, err := sender.prepare(ctx, msg.Content, stanzaID)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := ic.converter().MediaToMeta(ctx, msg.Content, ic.replyTarget(ctx, msg.Portal, msg.ReplyTo), media)
+	if err != nil {
+		sender.forget(ctx, stanzaID)
+		if errors.Is(err, msgconv.ErrTextTooLong) {
+			return nil, nil, refuse(err, event.MessageStatusUnsupported, "The caption is longer than WhatsApp allows")
+		}
+		return nil, nil, refuse(err, event.MessageStatusUnsupported, "This file cannot be sent to WhatsApp and Messenger")
+	}
+	return out, sender, nil
+}
+
+// forgetMedia deletes the hosted blobs of a revoked message of this login.
+func (ic *InteropClient) forgetMedia(ctx context.Context, stanzaID string) {
+	if ic.Main.Media == nil {
+		return
+	}
+	if err := ic.Main.Media.Forget(ctx, string(ic.UserLogin.ID), stanzaID); err != nil {
+		zerolog.Ctx(ctx).Err(err).Str("message_id", stanzaID).Msg("Failed to delete the hosted media of a revoked message")
+	}
+}
+
+// matrixDownload downloads Matrix files through bot. The appservice bot streams with
+// the limit applied while reading; another MatrixAPI (tests) goes through
+// DownloadMediaToFile and is checked once the file is whole.
+func matrixDownload(bot bridgev2.MatrixAPI) downloadFunc {
+	return func(ctx context.Context, uri id.ContentURIString, file *event.EncryptedFileInfo, limit int64, dst io.Writer) (int64, error) {
+		if bot == nil {
+			return 0, errors.New("the bridge has no Matrix bot to download with")
+		}
+		var as *matrix.ASIntent
+		switch b := bot.(type) {
+		case *matrix.ASIntent:
+			as = b
+		case *idempotentIntent:
+			as = b.ASIntent
+		}
+		if as == nil || as.Matrix == nil {
+			return downloadViaFile(ctx, bot, uri, file, limit, dst)
+		}
+		if file != nil {
+			uri = file.URL
+			if err := file.PrepareForDecryption(); err != nil {
+				return 0, fmt.Errorf("failed to read the file's keys: %w", err)
+			}
+		}
+		parsed, err := uri.Parse()
+		if err != nil {
+			return 0, fmt.Errorf("failed to parse the file URL: %w", err)
+		}
+		resp, err := as.Matrix.Download(ctx, parsed)
+		if err != nil {
+			return 0, fmt.Errorf("failed to download the file: %w", err)
+		}
+		defer resp.Body.Close()
+		if resp.ContentLength > limit {
+			return resp.ContentLength, errMediaTooLarge
+		}
+		var src io.Reader = resp.Body
+		var decrypted io.Closer
+		if file != nil {
+			dec := file.DecryptStream(resp.Body)
+			src, decrypted = dec, dec
+		}
+		return copyLimited(dst, src, limit, decrypted)
+	}
+}
+
+// copyLimited copies at most limit bytes and fails with errMediaTooLarge when there are
+// more. check, when set, is closed at the end to verify what was read.
+func copyLimited(dst io.Writer, src io.Reader, limit int64, check io.Closer) (int64, error) {
+	n, err := io.Copy(dst, io.LimitReader(src, limit+1))
+	if err != nil {
+		return n, fmt.Errorf("failed to read the file: %w", err)
+	}
+	if n > limit {
+		return n, errMediaTooLarge
+	}
+	if check != nil {
+		if err := check.Close(); err != nil {
+			return n, fmt.Errorf("%w: %w", errMediaDamaged, err)
+		}
+	}
+	return n, nil
+}
+
+func downloadViaFile(ctx context.Context, bot bridgev2.MatrixAPI, uri id.ContentURIString, file *event.EncryptedFileInfo, limit int64, dst io.Writer) (int64, error) {
+	var n int64
+	err := bot.DownloadMediaToFile(ctx, uri, file, false, func(f *os.File) error {
+		var err error
+		n, err = copyLimited(dst, f, limit, nil)
+		return err
+	})
+	if err != nil && !errors.Is(err, errMediaTooLarge) {
+		return n, fmt.Errorf("failed to download the file: %w", err)
+	}
+	return n, err
+}
