@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/status"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/matrix-meta-interop/matrix-meta-interop/config"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/errcode"
@@ -385,12 +386,18 @@ func (ic *InteropClient) GetUserID() networkid.UserID {
 }
 
 // GetCapabilities advertises replies, edits, deletions and reactions (see
-// editFeatures); what text may hold is msgconv's business.
-// TODO declare formatting and media once they are bridged.
+// editFeatures) and the files and sizes that can be sent (mediaFeatures); what text
+// may hold is msgconv's business.
+// TODO declare formatting once it is.
 func (ic *InteropClient) GetCapabilities(_ context.Context, _ *bridgev2.Portal) *event.RoomFeatures {
 	features := &event.RoomFeatures{
-		ID: "io.github.matrix-meta-interop.capabilities.2026_11_25.2",
+		ID: "io.github.matrix-meta-interop.capabilities.2026_11_25.3",
 	}
 	editFeatures(features)
+	limits := &config.MediaConfig{}
+	if ic.Main != nil {
+		limits = &ic.Main.Config.Media
+	}
+	mediaFeatures(features, limits)
 	return features
 }
