@@ -68,7 +68,7 @@ type fixture struct {
 	clk   *clock
 }
 
-func newFixture(t *testing.T, raw *dbutil.Database) *fixture {
+func newFixture(t testing.TB, raw *dbutil.Database) *fixture {
 	t.Helper()
 	f := &fixture{clk: &clock{t: time.Unix(1_800_000_000, 0)}, dir: filepath.Join(t.TempDir(), "media")}
 	log := zerolog.New(zerolog.NewTestWriter(t))
