@@ -1,9 +1,11 @@
 package connector
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"image/jpeg"
 	"io"
 	"net"
 	"net/http"
@@ -434,5 +436,32 @@ func (u *mediaUploader) UploadIncoming(ctx context.Context, m *msgconv.IncomingM
 		return nil, fail("uploading it to the homeserver failed", err)
 	}
 	log.Debug().Int64("size", size).Bool("encrypted", encrypted != nil).Dur("took", time.Since(start)).Msg("Bridged incoming media")
-	return &msgconv.UploadedMedia{URL: mxc, File: encrypted, Size: size}, nil
+	return &msgconv.UploadedMedia{URL: mxc, File: encrypted, Size: size, Thumbnail: u.uploadThumbnail(ctx, m.Thumbnail)}, nil
+}
+
+// Limits on a message's inline preview: it is meant to be a few kB.
+const (
+	maxThumbnailBytes = 256 << 10
+	maxThumbnailSide  = 2048
+)
+
+// uploadThumbnail uploads the message's inline JPEG preview, if it is one. A missing
+// or broken preview only means the event has none, so failures are logged, not shown.
+func (u *mediaUploader) uploadThumbnail(ctx context.Context, data []byte) *msgconv.UploadedThumbnail {
+	if len(data) == 0 {
+		return nil
+	}
+	log := zerolog.Ctx(ctx)
+	cfg, err := jpeg.DecodeConfig(bytes.NewReader(data))
+	if err != nil || len(data) > maxThumbnailBytes || cfg.Width <= 0 || cfg.Height <= 0 ||
+		cfg.Width > maxThumbnailSide || cfg.Height > maxThumbnailSide {
+		log.Debug().Err(err).Int("size", len(data)).Msg("Ignoring an incoming thumbnail that is not a small JPEG")
+		return nil
+	}
+	mxc, encrypted, err := u.intent.UploadMedia(ctx, u.portal.MXID, data, "thumbnail.jpg", "image/jpeg")
+	if err != nil {
+		log.Warn().Err(err).Msg("Failed to upload an incoming thumbnail")
+		return nil
+	}
+	return &msgconv.UploadedThumbnail{URL: mxc, File: encrypted, Width: cfg.Width, Height: cfg.Height, Size: len(data), Mimetype: "image/jpeg"}
 }

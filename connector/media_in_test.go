@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"image"
+	"image/jpeg"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -351,11 +353,12 @@ func TestHumanBytes(t *testing.T) {
 // fakeIntent is the Matrix side of an upload: it keeps what bridgev2 would upload.
 type fakeIntent struct {
 	bridgev2.MatrixAPI
-	uploaded []byte
-	name     string
-	mime     string
-	err      error
-	encrypt  bool
+	uploaded  []byte
+	name      string
+	mime      string
+	err       error
+	encrypt   bool
+	thumbnail []byte
 }
 
 func (f *fakeIntent) UploadMediaStream(_ context.Context, roomID id.RoomID, size int64, requireFile bool, cb bridgev2.FileStreamCallback) (id.ContentURIString, *event.EncryptedFileInfo, error) {
@@ -386,10 +389,22 @@ func (f *fakeIntent) UploadMediaStream(_ context.Context, roomID id.RoomID, size
 		return "", nil, errors.New("size differs from the file")
 	}
 	f.name, f.mime = res.FileName, res.MimeType
+	return f.result("file")
+}
+
+func (f *fakeIntent) result(name string) (id.ContentURIString, *event.EncryptedFileInfo, error) {
 	if f.encrypt {
-		return "", &event.EncryptedFileInfo{URL: "mxc://test.invalid/encrypted"}, nil
+		return "", &event.EncryptedFileInfo{URL: id.ContentURIString("mxc://test.invalid/encrypted-" + name)}, nil
 	}
-	return "mxc://test.invalid/plain", nil, nil
+	return id.ContentURIString("mxc://test.invalid/plain-" + name), nil, nil
+}
+
+func (f *fakeIntent) UploadMedia(_ context.Context, roomID id.RoomID, data []byte, fileName, mimeType string) (id.ContentURIString, *event.EncryptedFileInfo, error) {
+	if roomID == "" || fileName != "thumbnail.jpg" || mimeType != "image/jpeg" {
+		return "", nil, errors.New("unexpected upload")
+	}
+	f.thumbnail = data
+	return f.result("thumbnail")
 }
 
 // The verified plaintext goes to bridgev2's upload as a file, byte for byte, and the
@@ -418,6 +433,39 @@ func TestMediaUploaderUploads(t *testing.T) {
 	if left, _ := os.ReadDir(f.tempDir); len(left) != 0 {
 		t.Errorf("left %d files in the temporary folder", len(left))
 	}
+
+	// The inline preview is uploaded too when it is a small JPEG, and left out otherwise.
+	var jpg bytes.Buffer
+	if err := jpeg.Encode(&jpg, image.NewRGBA(image.Rect(0, 0, 32, 18)), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		thumb []byte
+		want  bool
+	}{{"jpeg", jpg.Bytes(), true}, {"not a jpeg", []byte("<svg/>"), false}, {"too big", append(jpg.Bytes(), make([]byte, maxThumbnailBytes)...), false}} {
+		for _, encrypt := range []bool{false, true} {
+			intent := &fakeIntent{encrypt: encrypt}
+			withThumb := *m
+			withThumb.Thumbnail = tc.thumb
+			up, err := (&mediaUploader{fetcher: f, portal: portal, intent: intent}).UploadIncoming(context.Background(), &withThumb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			th := up.Thumbnail
+			if !tc.want {
+				if th != nil || intent.thumbnail != nil {
+					t.Errorf("%s: thumbnail %+v uploaded", tc.name, th)
+				}
+				continue
+			}
+			if th == nil || !bytes.Equal(intent.thumbnail, tc.thumb) || th.Width != 32 || th.Height != 18 || th.Size != len(tc.thumb) ||
+				th.Mimetype != "image/jpeg" || encrypt != (th.File != nil) || encrypt == (th.URL != "") {
+				t.Errorf("%s (encrypted %v): thumbnail %+v", tc.name, encrypt, th)
+			}
+		}
+	}
+
 	_, err := (&mediaUploader{fetcher: f, portal: portal, intent: &fakeIntent{err: bridgev2.ErrMediaTooLarge}}).UploadIncoming(context.Background(), m)
 	var mf *msgconv.MediaFailure
 	if !errors.As(err, &mf) || !strings.Contains(mf.Reason, "more than the homeserver accepts") {

@@ -36,6 +36,9 @@ type IncomingMedia struct {
 	Width    int
 	Height   int
 	Seconds  int
+	// Thumbnail is the message's small inline JPEG preview (images, videos,
+	// documents), if any; unverified, so uploaders check it is a JPEG.
+	Thumbnail []byte
 }
 
 // Description names the attachment for a person: "the image photo.png".
@@ -53,6 +56,17 @@ type UploadedMedia struct {
 	URL  id.ContentURIString
 	File *event.EncryptedFileInfo
 	Size int64 // plaintext bytes
+	// Thumbnail is the uploaded preview, nil when there was none or it failed.
+	Thumbnail *UploadedThumbnail
+}
+
+// UploadedThumbnail is an uploaded preview image: URL or File like UploadedMedia.
+type UploadedThumbnail struct {
+	URL           id.ContentURIString
+	File          *event.EncryptedFileInfo
+	Width, Height int
+	Size          int
+	Mimetype      string
 }
 
 // MediaUploader fetches an attachment from Meta's media hosts, verifies it, and puts
@@ -85,14 +99,15 @@ func mediaOf(msg *waE2E.Message) (m *IncomingMedia, caption string, ci *waE2E.Co
 		im := msg.GetImageMessage()
 		m = &IncomingMedia{Type: mediacrypt.Image, DirectPath: im.GetDirectPath(), URL: im.GetUrl(),
 			MediaKey: im.GetMediaKey(), FileSHA256: im.GetFileSha256(), FileEncSHA256: im.GetFileEncSha256(),
-			FileLength: im.GetFileLength(), Mimetype: im.GetMimetype(), Width: int(im.GetWidth()), Height: int(im.GetHeight())}
+			FileLength: im.GetFileLength(), Mimetype: im.GetMimetype(), Width: int(im.GetWidth()), Height: int(im.GetHeight()),
+			Thumbnail: im.GetJpegThumbnail()}
 		caption, ci = im.GetCaption(), im.GetContextInfo()
 	case msg.GetVideoMessage() != nil:
 		vm := msg.GetVideoMessage()
 		m = &IncomingMedia{Type: mediacrypt.Video, DirectPath: vm.GetDirectPath(), URL: vm.GetUrl(),
 			MediaKey: vm.GetMediaKey(), FileSHA256: vm.GetFileSha256(), FileEncSHA256: vm.GetFileEncSha256(),
 			FileLength: vm.GetFileLength(), Mimetype: vm.GetMimetype(), Width: int(vm.GetWidth()), Height: int(vm.GetHeight()),
-			Seconds: int(vm.GetSeconds())}
+			Seconds: int(vm.GetSeconds()), Thumbnail: vm.GetJpegThumbnail()}
 		caption, ci = vm.GetCaption(), vm.GetContextInfo()
 	case msg.GetAudioMessage() != nil:
 		am := msg.GetAudioMessage()
@@ -104,7 +119,7 @@ func mediaOf(msg *waE2E.Message) (m *IncomingMedia, caption string, ci *waE2E.Co
 		dm := msg.GetDocumentMessage()
 		m = &IncomingMedia{Type: mediacrypt.Document, DirectPath: dm.GetDirectPath(), URL: dm.GetUrl(),
 			MediaKey: dm.GetMediaKey(), FileSHA256: dm.GetFileSha256(), FileEncSHA256: dm.GetFileEncSha256(),
-			FileLength: dm.GetFileLength(), Mimetype: dm.GetMimetype(), FileName: dm.GetFileName()}
+			FileLength: dm.GetFileLength(), Mimetype: dm.GetMimetype(), FileName: dm.GetFileName(), Thumbnail: dm.GetJpegThumbnail()}
 		if m.FileName == "" {
 			m.FileName = dm.GetTitle()
 		}
@@ -173,6 +188,10 @@ func (c *Converter) mediaPart(ctx context.Context, msg *waE2E.Message, m *Incomi
 		File:     up.File,
 		Info:     &event.FileInfo{MimeType: m.Mimetype, Size: int(up.Size)},
 		Mentions: &event.Mentions{},
+	}
+	if th := up.Thumbnail; th != nil {
+		content.Info.ThumbnailURL, content.Info.ThumbnailFile = th.URL, th.File
+		content.Info.ThumbnailInfo = &event.FileInfo{MimeType: th.Mimetype, Width: th.Width, Height: th.Height, Size: th.Size}
 	}
 	switch m.Type {
 	case mediacrypt.Image:

@@ -204,3 +204,35 @@ func TestFromMetaMediaCaptionMentions(t *testing.T) {
 		t.Errorf("body %q html %q mentions %+v", c.Body, c.FormattedBody, c.Mentions)
 	}
 }
+
+// thumbUploader uploads the attachment with a preview.
+type thumbUploader struct{ fakeUploader }
+
+func (f *thumbUploader) UploadIncoming(ctx context.Context, m *IncomingMedia) (*UploadedMedia, error) {
+	up, err := f.fakeUploader.UploadIncoming(ctx, m)
+	if err == nil && len(m.Thumbnail) > 0 {
+		up.Thumbnail = &UploadedThumbnail{URL: "mxc://example.org/thumb", Width: 32, Height: 24, Size: len(m.Thumbnail), Mimetype: "image/jpeg"}
+	}
+	return up, err
+}
+
+// The message's inline preview goes to the uploader and becomes the event's thumbnail.
+func TestFromMetaMediaThumbnail(t *testing.T) {
+	conv := testConverter()
+	up := &thumbUploader{}
+	conv.Media = up
+	thumb := []byte("\xff\xd8 a jpeg")
+	cm, err := conv.FromMeta(context.Background(), MetaInfo{Chat: jidWA, Sender: jidWA},
+		&waE2E.Message{VideoMessage: &waE2E.VideoMessage{Mimetype: proto.String("video/mp4"), JpegThumbnail: thumb}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(up.got.Thumbnail, thumb) {
+		t.Errorf("uploader got thumbnail %q", up.got.Thumbnail)
+	}
+	info := cm.Parts[0].Content.Info
+	if info.ThumbnailURL != "mxc://example.org/thumb" || info.ThumbnailInfo == nil || info.ThumbnailInfo.Width != 32 ||
+		info.ThumbnailInfo.Height != 24 || info.ThumbnailInfo.Size != len(thumb) || info.ThumbnailInfo.MimeType != "image/jpeg" {
+		t.Errorf("info %+v thumbnail %+v", info, info.ThumbnailInfo)
+	}
+}
