@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -249,4 +250,56 @@ func TestSynapseMediaOut(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
+}
+
+// In an end-to-bridge encrypted portal the Matrix user's client encrypts the file
+// itself (an m.file with `file`, not `url`): the bridge downloads it, decrypts and
+// verifies it, and the Meta user receives exactly the plaintext.
+func TestSynapseMediaOutEncrypted(t *testing.T) {
+	e := startStack(t, false, func(o *kit.StackOptions) {
+		o.BridgeConfig = map[string]any{
+			"encryption.allow":   true,
+			"encryption.default": true,
+			"encryption.require": true,
+		}
+	})
+	alice, err := e.st.Synapse.NewCryptoUser(e.ctx, "cryptomedia", t.TempDir())
+	e.must(err)
+	t.Cleanup(alice.Close)
+	loginID, err := e.st.LoginBridge(e.ctx, alice, "whatsapp", "+491705550045")
+	e.must(err)
+	_, err = e.st.WaitLoginState(e.ctx, alice, loginID, "CONNECTED", 30*time.Second)
+	e.must(err)
+	peer, err := e.st.Sim.NewUser(e.ctx, "+491706660046", nil)
+	e.must(err)
+	room, err := e.st.StartChat(e.ctx, alice, loginID, "+491706660046")
+	e.must(err)
+	for what, match := range map[string]func(*event.Event) bool{
+		"the portal's encryption": func(evt *event.Event) bool {
+			return evt.RoomID == room && evt.Type == event.StateEncryption
+		},
+		"own join in the portal": func(evt *event.Event) bool {
+			return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == alice.ID.String() &&
+				evt.Content.AsMember().Membership == event.MembershipJoin
+		},
+	} {
+		_, err = alice.WaitEvent(e.ctx, 30*time.Second, what, match)
+		e.must(err)
+	}
+
+	plain := append([]byte("%PDF-1.4\n"), randomData(t, 150_000)...)
+	ef := attachment.NewEncryptedFile()
+	ciphertext := bytes.Clone(plain)
+	ef.EncryptInPlace(ciphertext)
+	up, err := alice.Client.UploadBytes(e.ctx, ciphertext, "application/octet-stream")
+	e.must(err)
+	_, err = alice.Send(e.ctx, room, &event.MessageEventContent{MsgType: event.MsgFile, Body: "secret.pdf",
+		File: &event.EncryptedFileInfo{EncryptedFile: *ef, URL: up.ContentURI.CUString()},
+		Info: &event.FileInfo{MimeType: "application/pdf", Size: len(plain)}})
+	e.must(err)
+	item, err := peer.WaitInbox(e.ctx, waitTimeout, "the decrypted document", url.Values{"kind": {"media"}}, isMediaWithSHA(sha256Hex(plain)))
+	e.must(err)
+	if m := mediaField(item); m["status"] != "ok" || m["type"] != "document" || m["file_name"] != "secret.pdf" || m["size"] != float64(len(plain)) {
+		t.Errorf("media %v", m)
+	}
 }
