@@ -36,6 +36,8 @@ type IncomingMedia struct {
 	Width    int
 	Height   int
 	Seconds  int
+	// Waveform is a voice note's loudness, WhatsApp's 0–100 per sample.
+	Waveform []byte
 	// Thumbnail is the message's small inline JPEG preview (images, videos,
 	// documents), if any; unverified, so uploaders check it is a JPEG.
 	Thumbnail []byte
@@ -113,7 +115,7 @@ func mediaOf(msg *waE2E.Message) (m *IncomingMedia, caption string, ci *waE2E.Co
 		am := msg.GetAudioMessage()
 		m = &IncomingMedia{Type: mediacrypt.Audio, Voice: am.GetPtt(), DirectPath: am.GetDirectPath(), URL: am.GetUrl(),
 			MediaKey: am.GetMediaKey(), FileSHA256: am.GetFileSha256(), FileEncSHA256: am.GetFileEncSha256(),
-			FileLength: am.GetFileLength(), Mimetype: am.GetMimetype(), Seconds: int(am.GetSeconds())}
+			FileLength: am.GetFileLength(), Mimetype: am.GetMimetype(), Seconds: int(am.GetSeconds()), Waveform: am.GetWaveform()}
 		ci = am.GetContextInfo()
 	case msg.GetDocumentMessage() != nil:
 		dm := msg.GetDocumentMessage()
@@ -206,7 +208,7 @@ func (c *Converter) mediaPart(ctx context.Context, msg *waE2E.Message, m *Incomi
 		content.Info.Duration = m.Seconds * 1000
 		if m.Voice {
 			content.MSC3245Voice = &event.MSC3245Voice{}
-			content.MSC1767Audio = &event.MSC1767Audio{Duration: m.Seconds * 1000}
+			content.MSC1767Audio = &event.MSC1767Audio{Duration: m.Seconds * 1000, Waveform: matrixWaveform(m.Waveform)}
 		}
 	default:
 		content.MsgType = event.MsgFile
@@ -253,4 +255,18 @@ func MediaFailureNotice(m *IncomingMedia, caption string, err error) *bridgev2.C
 			Mentions: &event.Mentions{},
 		},
 	}
+}
+
+// matrixWaveform scales WhatsApp's 0–100 samples to MSC3246's 0–1024; at most 256
+// samples are kept, enough for any player.
+func matrixWaveform(wa []byte) []int {
+	if len(wa) == 0 {
+		return nil
+	}
+	wa = wa[:min(len(wa), 256)]
+	out := make([]int, len(wa))
+	for i, v := range wa {
+		out[i] = min(int(v), 100) * 1024 / 100
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,7 +67,8 @@ func TestFromMetaMedia(t *testing.T) {
 			want{msgType: event.MsgVideo, body: "video.mp4", fileName: "video.mp4", mime: "video/mp4", w: 320, h: 240, duration: 7000,
 				media: IncomingMedia{Type: mediacrypt.Video, DirectPath: "/v/vid", FileName: "video.mp4"}}},
 		{"voice note", &waE2E.Message{AudioMessage: &waE2E.AudioMessage{
-			Mimetype: proto.String("audio/ogg; codecs=opus"), Seconds: proto.Uint32(4), Ptt: proto.Bool(true), DirectPath: proto.String("/v/ptt")}},
+			Mimetype: proto.String("audio/ogg; codecs=opus"), Seconds: proto.Uint32(4), Ptt: proto.Bool(true), DirectPath: proto.String("/v/ptt"),
+			Waveform: []byte{0, 50, 100, 255}}},
 			want{msgType: event.MsgAudio, body: "Voice message.ogg", fileName: "Voice message.ogg", mime: "audio/ogg; codecs=opus", duration: 4000, voice: true,
 				media: IncomingMedia{Type: mediacrypt.Audio, Voice: true, DirectPath: "/v/ptt", FileName: "Voice message.ogg"}}},
 		{"audio", &waE2E.Message{AudioMessage: &waE2E.AudioMessage{Mimetype: proto.String("audio/mpeg"), Seconds: proto.Uint32(180)}},
@@ -112,7 +114,8 @@ func TestFromMetaMedia(t *testing.T) {
 			if voice := c.MSC3245Voice != nil; voice != tc.want.voice {
 				t.Errorf("voice %v", voice)
 			}
-			if tc.want.voice && (c.MSC1767Audio == nil || c.MSC1767Audio.Duration != tc.want.duration) {
+			if tc.want.voice && (c.MSC1767Audio == nil || c.MSC1767Audio.Duration != tc.want.duration ||
+				!slices.Equal(c.MSC1767Audio.Waveform, []int{0, 512, 1024, 1024})) {
 				t.Errorf("msc1767 audio %+v", c.MSC1767Audio)
 			}
 			g, w := up.got, tc.want.media
