@@ -15,6 +15,7 @@ package connector
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -190,6 +191,11 @@ func (c *InteropConnector) Start(ctx context.Context) error {
 	log.Info().
 		Str("callback_base_url", c.CallbackBaseURL()).
 		Msg("Register this URL with Meta as the callback base and media origin")
+	if c.Media != nil {
+		store, _ := filepath.Abs(c.Config.Media.Store())
+		log.Info().Str("store_path", store).Dur("retention", c.Config.Media.Retention()).
+			Msg("Hosting the media your users send in this folder; back it up with the database")
+	}
 	if c.Config.Identity.AllowUnverifiedNumbers {
 		log.Warn().Msg("!!! identity.allow_unverified_numbers is ON: any Matrix user can log in " +
 			"with ANY phone number and receive that number's chats. Use this only for tests and demos. !!!")
