@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/png"
@@ -137,9 +139,11 @@ func TestMediaSenderPrepare(t *testing.T) {
 	clip := outRandom(t, 300_000)
 	voice := outRandom(t, 5000)
 	doc := []byte("%PDF-1.4 a small document\n")
+	// Only the header of a 5000×4000 PNG: its size is known, decoding it is refused.
+	huge := pngHeader(5000, 4000)
 	files := &memFiles{files: map[id.ContentURIString][]byte{
 		"mxc://hs/photo": photo, "mxc://hs/thumb": thumbSource, "mxc://hs/clip": clip,
-		"mxc://hs/voice": voice, "mxc://hs/doc": doc,
+		"mxc://hs/voice": voice, "mxc://hs/doc": doc, "mxc://hs/huge": huge,
 	}}
 	voiceContent := &event.MessageEventContent{MsgType: event.MsgAudio, Body: "Voice message", URL: "mxc://hs/voice",
 		Info: &event.FileInfo{MimeType: "audio/ogg", Duration: 2000}, MSC3245Voice: &event.MSC3245Voice{}}
@@ -157,6 +161,9 @@ func TestMediaSenderPrepare(t *testing.T) {
 		{"image dimensions from the event", &event.MessageEventContent{MsgType: event.MsgImage, Body: "photo.png", URL: "mxc://hs/photo",
 			Info: &event.FileInfo{MimeType: "image/png", Width: 64, Height: 48, Size: len(photo)}},
 			photo, mediacrypt.Image, "image/png", 64, 48, true},
+		{"image too large to decode uses the event's thumbnail", &event.MessageEventContent{MsgType: event.MsgImage, Body: "huge.png",
+			URL: "mxc://hs/huge", Info: &event.FileInfo{ThumbnailURL: "mxc://hs/thumb"}},
+			huge, mediacrypt.Image, "image/png", 5000, 4000, true},
 		{"sticker", &event.MessageEventContent{MsgType: event.CapMsgSticker, Body: "smile", URL: "mxc://hs/photo"},
 			photo, mediacrypt.Image, "image/png", 640, 480, true},
 		{"video with the event's thumbnail", &event.MessageEventContent{MsgType: event.MsgVideo, Body: "clip.mp4", URL: "mxc://hs/clip",
@@ -440,4 +447,16 @@ func TestMediaFeatures(t *testing.T) {
 	if !f.File[event.MsgAudio].Caption.Reject() && f.File[event.MsgAudio].Caption.Partial() {
 		t.Error("audio captions declared as sent")
 	}
+}
+
+// pngHeader is the start of a PNG of the given size: enough for image.DecodeConfig.
+func pngHeader(w, h uint32) []byte {
+	ihdr := binary.BigEndian.AppendUint32(nil, w)
+	ihdr = binary.BigEndian.AppendUint32(ihdr, h)
+	ihdr = append(ihdr, 8, 6, 0, 0, 0) // 8-bit RGBA, no interlace
+	chunk := append([]byte("IHDR"), ihdr...)
+	out := []byte("\x89PNG\r\n\x1a\n")
+	out = binary.BigEndian.AppendUint32(out, uint32(len(ihdr)))
+	out = append(out, chunk...)
+	return binary.BigEndian.AppendUint32(out, crc32.ChecksumIEEE(chunk))
 }

@@ -15,9 +15,10 @@ import (
 // ThumbnailSide is the longest side of a thumbnail, in pixels.
 const ThumbnailSide = 100
 
-// MaxThumbnailSourcePixels bounds the images Thumbnail decodes: a decoded image takes
-// up to 4 bytes a pixel, so this keeps one decode under ~64 MiB.
-const MaxThumbnailSourcePixels = 16 << 20
+// MaxThumbnailSourcePixels bounds the images Thumbnail decodes (2048×2048): a decoded
+// JPEG takes 1.5 to 3 bytes a pixel and a PNG usually 4, so one decode stays around
+// 16 MiB. Larger images get their thumbnail from elsewhere (the Matrix event's).
+const MaxThumbnailSourcePixels = 4 << 20
 
 // thumbnailQuality is the JPEG quality of thumbnails; they are a blurry preview anyway.
 const thumbnailQuality = 70
