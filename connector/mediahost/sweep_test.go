@@ -10,6 +10,7 @@ import (
 
 	"go.mau.fi/util/dbutil"
 
+	"github.com/matrix-meta-interop/matrix-meta-interop/database"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore/sqltest"
 )
 
@@ -19,17 +20,27 @@ func TestSweep(t *testing.T) {
 	sqltest.Run(t, func(t *testing.T, raw *dbutil.Database) {
 		f := newFixture(t, raw)
 		ctx := context.Background()
+		oldestCreated := f.clk.Now()
 		oldest, oldestName := f.host(t, "whatsapp", "m1", []byte("oldest"))
 		f.clk.Add(time.Hour)
 		old, oldName := f.host(t, "messenger", "m2", []byte("old"))
 		f.clk.Add(retention - time.Minute)
 		recent, recentName := f.host(t, "whatsapp", "m3", []byte("recent"))
 		f.clk.Add(2 * time.Minute)
+		// A row with a name no store accepts (a bug, or written by hand) must not block
+		// the sweep.
+		if err := f.db.InsertHostedMedia(ctx, database.HostedMedia{Name: "../bad", Network: "whatsapp",
+			LoginID: login, MessageID: "bad", CreatedAt: oldestCreated}); err != nil {
+			t.Fatal(err)
+		}
 		// Now the oldest is past the retention period by an hour and a minute, the old
 		// one by a minute, the recent one is a minute old.
 		n, err := f.h.Sweep(ctx, f.clk.Now().Add(-retention))
-		if err != nil || n != 2 {
-			t.Fatalf("Sweep = %d, %v; want 2", n, err)
+		if err != nil || n != 3 {
+			t.Fatalf("Sweep = %d, %v; want 3", n, err)
+		}
+		if rec, err := f.db.HostedMediaByName(ctx, "../bad"); err != nil || rec != nil {
+			t.Fatalf("the row with a bad name is still there: %+v %v", rec, err)
 		}
 		for _, c := range []struct {
 			hb     HostedBlob
