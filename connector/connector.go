@@ -136,7 +136,8 @@ func (c *InteropConnector) GetCapabilities() *bridgev2.NetworkGeneralCapabilitie
 // GetBridgeInfoVersion is bumped when m.bridge or room capabilities change shape, so
 // bridgev2 resends them to every room.
 func (c *InteropConnector) GetBridgeInfoVersion() (info, capabilities int) {
-	return 1, 1
+	// capabilities 2: files and their size limits (media_features.go).
+	return 1, 2
 }
 
 // Init keeps the bridge, opens the connector's tables and the Signal store on the
