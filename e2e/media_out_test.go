@@ -188,6 +188,35 @@ func TestSynapseMediaOut(t *testing.T) {
 		})
 	}
 
+	t.Run("20 MiB document", func(t *testing.T) {
+		data := randomData(t, 20<<20)
+		uri := c.upload(t, data, "application/zip")
+		peakBefore, err := c.st.Bridge.PeakRSS()
+		must(t, err)
+		start := time.Now()
+		_, err = c.alice.Send(c.ctx, c.room, &event.MessageEventContent{MsgType: event.MsgFile, Body: "archive.zip", URL: uri,
+			Info: &event.FileInfo{MimeType: "application/zip", Size: len(data)}})
+		must(t, err)
+		item, err := c.peer.WaitInbox(c.ctx, 2*time.Minute, "the 20 MiB document", url.Values{"kind": {"media"}}, isMediaWithSHA(sha256Hex(data)))
+		must(t, err)
+		took := time.Since(start)
+		peakAfter, err := c.st.Bridge.PeakRSS()
+		must(t, err)
+		if m := mediaField(item); m["status"] != "ok" || m["size"] != float64(len(data)) {
+			t.Fatalf("media %v", m)
+		}
+		// Download, encryption and hosting stream through a temporary file and a pipe:
+		// the bridge's peak memory must not grow with the file (the goal: under
+		// 16 MiB whatever the size).
+		if growth := peakAfter - peakBefore; growth > 16<<20 {
+			t.Errorf("the bridge's peak memory grew by %d MiB for a 20 MiB file", growth>>20)
+		} else {
+			t.Logf("the bridge's peak memory grew by %d KiB (peak %d MiB)", growth>>10, peakAfter>>20)
+		}
+		t.Logf("20 MiB from the Matrix send to the Meta user's verified copy in %s (%.1f MB/s)",
+			took.Round(time.Millisecond), float64(len(data))/1e6/took.Seconds())
+	})
+
 	// refused sends a file and checks the failed status and the bot's notice.
 	refused := func(t *testing.T, data []byte, size int, want string) {
 		t.Helper()
