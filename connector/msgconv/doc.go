@@ -1,4 +1,4 @@
-// Package msgconv converts text content between Matrix events and waE2E messages, both ways.
+// Package msgconv converts message content between Matrix events and waE2E messages, both ways.
 //
 // It is pure: no connection state, no database, no network. Everything it needs to know
 // about people (which Matrix user is which Meta user, how to name a message) comes in
@@ -18,6 +18,12 @@
 //     Known limit: a literal marker glued to generated formatting (<b>x</b>*y*) can only
 //     be escaped on one side, since a joiner there would break the formatting.
 //   - Texts over MaxTextBytes are refused in both directions with ErrTextTooLong.
+//   - Matrix files going out (MediaToMeta): stickers become images, voice messages
+//     (MSC3245) ptt audio, m.file documents titled by their name without extension. A
+//     caption is the body of an event that names its file separately (MSC2530); audio
+//     has no caption on WhatsApp, so an audio caption is dropped. The connector downloads,
+//     encrypts and hosts the file; this package only describes it, with a JPEG thumbnail
+//     of at most ThumbnailSide pixels (Thumbnail).
 package msgconv
 
 import (
