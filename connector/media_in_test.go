@@ -31,6 +31,7 @@ import (
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/msgconv"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/errcode"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/mediacrypt"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore/sqltest"
@@ -49,6 +50,9 @@ type mediaHosts struct {
 	failWith atomic.Int32
 	stall    atomic.Bool  // send half the blob, then nothing
 	conns    atomic.Int32 // media_conn fetches
+	// connErrs answers this many media_conn fetches with connErr first.
+	connErrs atomic.Int32
+	connErr  error
 }
 
 func newMediaHosts(t *testing.T) *mediaHosts {
@@ -85,6 +89,9 @@ func (mh *mediaHosts) hostPort() string {
 
 func (mh *mediaHosts) mediaConn(context.Context) (interop.MediaConn, error) {
 	mh.conns.Add(1)
+	if mh.connErrs.Add(-1) >= 0 {
+		return interop.MediaConn{}, mh.connErr
+	}
 	auth, ttl, hosts := mh.host.MediaConn(jid.Interop(7, "491701110001"))
 	if auth == "" {
 		return interop.MediaConn{}, errors.New("no media_conn")
@@ -220,6 +227,22 @@ func TestMediaFetchRefusals(t *testing.T) {
 			mh.failWith.Store(http.StatusUnauthorized)
 			mh.failNext.Store(10)
 		}, reason: "refused the bridge's download credentials", requests: 2, conns: 2},
+		{name: "media_conn refused once, then given", prepare: func(_ *testing.T, mh *mediaHosts, _ *msgconv.IncomingMedia, _ *mediaConnCache) {
+			mh.connErr = &errcode.Error{Code: 503, Text: "service-unavailable"}
+			mh.connErrs.Store(1)
+		}, requests: 1, conns: 2},
+		{name: "media_conn while reconnecting", prepare: func(_ *testing.T, mh *mediaHosts, _ *msgconv.IncomingMedia, _ *mediaConnCache) {
+			mh.connErr = interop.ErrNotConnected
+			mh.connErrs.Store(2)
+		}, requests: 1, conns: 3},
+		{name: "media_conn refused for good", prepare: func(_ *testing.T, mh *mediaHosts, _ *msgconv.IncomingMedia, _ *mediaConnCache) {
+			mh.connErr = &errcode.Error{Code: 403, Text: "forbidden"}
+			mh.connErrs.Store(10)
+		}, reason: "could not get download credentials from Meta", requests: 0, conns: 1},
+		{name: "media_conn never comes", prepare: func(_ *testing.T, mh *mediaHosts, _ *msgconv.IncomingMedia, _ *mediaConnCache) {
+			mh.connErr = interop.ErrIQTimeout
+			mh.connErrs.Store(10)
+		}, reason: "could not get download credentials from Meta (3 attempts)", requests: 0, conns: 3},
 		{name: "missing keys", prepare: func(_ *testing.T, _ *mediaHosts, m *msgconv.IncomingMedia, _ *mediaConnCache) {
 			m.MediaKey = nil
 		}, reason: "does not carry the keys", requests: 0, conns: 0},

@@ -106,8 +106,9 @@ func download(t *testing.T, u *kit.User, content *event.MessageEventContent) []b
 // right Matrix message, with its caption, type and size, and the file downloaded
 // through the homeserver's authenticated media API is byte for byte what they sent; a
 // voice note is a voice message. A file over the configured limit is refused before
-// its download, with a notice naming it and saying why, and so is a blob the media
-// hosts corrupt; the messages after them still arrive.
+// its download, with a notice naming it and saying why, and so are a file whose hosts
+// stay down through the retries and a blob the hosts corrupt; the messages after them
+// still arrive.
 func TestSynapseMediaFromMeta(t *testing.T) {
 	e := startStack(t, false, func(o *kit.StackOptions) {
 		o.BridgeConfig = map[string]any{"network.media.max_size_mib.document": 1}
@@ -191,6 +192,20 @@ func TestSynapseMediaFromMeta(t *testing.T) {
 		_, err := c.peer.SendText(e.ctx, c.account, "after the big file")
 		e.must(err)
 		waitMessage(t, e.alice, mark, c.room, c.ghost, "after the big file")
+	})
+
+	t.Run("media hosts down", func(t *testing.T) {
+		e.must(e.st.Sim.Call(e.ctx, "POST", "/v1/media/faults", map[string]any{"fault": "unavailable"}, nil))
+		defer func() { e.must(e.st.Sim.Call(e.ctx, "DELETE", "/v1/media/faults", nil, nil)) }()
+		mark := e.alice.Mark()
+		c.sendMedia(mediaKinds[3], randomData(t, 2000), 5)
+		_, notice := c.waitMedia(e.alice, mark, event.MsgNotice)
+		if !strings.Contains(notice.Body, `The audio "audio.mp3" could not be bridged`) || !strings.Contains(notice.Body, "kept failing (HTTP 503)") {
+			t.Errorf("notice %q", notice.Body)
+		}
+		_, err := c.peer.SendText(e.ctx, c.account, "after the unreachable file")
+		e.must(err)
+		waitMessage(t, e.alice, mark, c.room, c.ghost, "after the unreachable file")
 	})
 
 	t.Run("corrupted by the media host", func(t *testing.T) {
