@@ -173,6 +173,9 @@ func (s *mediaSender) prepare(ctx context.Context, content *event.MessageEventCo
 		return nil, bridgev2.WrapErrorInStatus(err).WithSendNotice(true).
 			WithMessage(fmt.Sprintf("%s could not be stored for %s to fetch; try again later", name, s.networkName))
 	}
+	zerolog.Ctx(ctx).Debug().Stringer("media_type", t).Str("message_id", stanzaID).
+		Uint64("file_length", media.FileLength).Uint64("blob_length", media.EncLength).
+		Bool("thumbnail", media.Thumbnail != nil).Msg("Hosted the encrypted file of an outgoing message")
 	return media, nil
 }
 
