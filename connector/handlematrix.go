@@ -85,7 +85,7 @@ func (ic *InteropClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 	}
 	res, err := ic.sendToMeta(ctx, acc, peer, stanzaID, content, start)
 	if err != nil {
-		if media != nil {
+		if media != nil && refusedForSure(err) {
 			media.forget(ctx, stanzaID)
 		}
 		return nil, ic.sendError(peer.String(), err)
@@ -99,6 +99,14 @@ func (ic *InteropClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 		SenderID:  ids.MakeUserID(ic.Account),
 		Timestamp: ts,
 	}}, nil
+}
+
+// refusedForSure tells a send the gateway refused (or that never left) from one that
+// may have arrived despite the error (a timeout): the file of the latter stays hosted,
+// since the peer may be fetching it, until the retention sweep.
+func refusedForSure(err error) bool {
+	var ce *errcode.Error
+	return errors.As(err, &ce) || errors.Is(err, interop.ErrNoDevices)
 }
 
 // sendError explains a refused send to the Matrix user.

@@ -31,6 +31,8 @@ import (
 	"github.com/matrix-meta-interop/matrix-meta-interop/config"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/mediahost"
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/msgconv"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/errcode"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/mediacrypt"
 )
 
@@ -459,4 +461,23 @@ func pngHeader(w, h uint32) []byte {
 	out = binary.BigEndian.AppendUint32(out, uint32(len(ihdr)))
 	out = append(out, chunk...)
 	return binary.BigEndian.AppendUint32(out, crc32.ChecksumIEEE(chunk))
+}
+
+// The file of a send that may have arrived despite its error stays hosted.
+func TestRefusedForSure(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{errcode.New(403), true},
+		{fmt.Errorf("failed to send: %w", errcode.New(406)), true},
+		{interop.ErrNoDevices, true},
+		{context.DeadlineExceeded, false},
+		{interop.ErrNotConnected, false},
+		{errors.New("connection reset"), false},
+	} {
+		if got := refusedForSure(tc.err); got != tc.want {
+			t.Errorf("%v: %v, want %v", tc.err, got, tc.want)
+		}
+	}
 }
