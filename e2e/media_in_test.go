@@ -180,6 +180,24 @@ func TestSynapseMediaFromMeta(t *testing.T) {
 		t.Logf("20 MiB from the Meta user's send to the Matrix event in %s", took.Round(time.Millisecond))
 	})
 
+	t.Run("first message of a new contact", func(t *testing.T) {
+		// No portal yet: the attachment creates it, then lands in it.
+		stranger, err := e.st.Sim.NewUser(e.ctx, "+491702220033", nil)
+		e.must(err)
+		data := randomData(t, 12345)
+		mark := e.alice.Mark()
+		_, err = stranger.Send(e.ctx, map[string]any{"to": c.account, "kind": "document",
+			"media": map[string]any{"data": base64.StdEncoding.EncodeToString(data), "file_name": "hello.txt", "mimetype": "text/plain"}})
+		e.must(err)
+		evt, err := e.alice.WaitEventAfter(e.ctx, mark, 60*time.Second, "the new contact's file", func(evt *event.Event) bool {
+			return evt.Type == event.EventMessage && evt.RoomID != c.room && evt.Content.AsMessage().FileName == "hello.txt"
+		})
+		e.must(err)
+		if got := download(t, e.alice, evt.Content.AsMessage()); !bytes.Equal(got, data) {
+			t.Fatalf("downloaded %d bytes, not the %d sent", len(got), len(data))
+		}
+	})
+
 	t.Run("over the limit", func(t *testing.T) {
 		mark := e.alice.Mark()
 		big := mediaKind{"document", "", "big.pdf", "application/pdf", event.MsgFile, false}
