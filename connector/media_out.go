@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/event"
@@ -36,6 +37,11 @@ type mediaHost interface {
 // the file turns out to be longer than limit, whatever its event claimed.
 type downloadFunc func(ctx context.Context, uri id.ContentURIString, file *event.EncryptedFileInfo, limit int64, dst io.Writer) (int64, error)
 
+// thumbnailFunc writes the homeserver's thumbnail of an image (at least
+// msgconv.ThumbnailSide pixels a side where the image has them) to dst, at most limit
+// bytes.
+type thumbnailFunc func(ctx context.Context, uri id.ContentURIString, limit int64, dst io.Writer) (int64, error)
+
 var (
 	// errMediaTooLarge: the file is over the configured limit of its kind.
 	errMediaTooLarge = errors.New("file is larger than allowed")
@@ -58,7 +64,10 @@ const mediaTimeout = 10 * time.Minute
 type mediaSender struct {
 	host     mediaHost
 	download downloadFunc
-	limits   *config.MediaConfig
+	// serverThumbnail fetches the homeserver's thumbnail of an unencrypted image; nil
+	// when there is no homeserver to ask.
+	serverThumbnail thumbnailFunc
+	limits          *config.MediaConfig
 	// network names the network in the media host ("whatsapp"); networkName in
 	// notices ("WhatsApp").
 	network, networkName string
@@ -195,43 +204,66 @@ func (s *mediaSender) mimetype(content *event.MessageEventContent, f *os.File) s
 // describe fills in the dimensions and thumbnail: from the event, or read from the
 // image itself. None of it is required, so failures only leave fields empty.
 func (s *mediaSender) describe(ctx context.Context, content *event.MessageEventContent, t mediacrypt.MediaType, f *os.File, media *msgconv.OutgoingMedia) {
-	log := zerolog.Ctx(ctx)
 	if info := content.Info; info != nil && info.Width > 0 && info.Height > 0 {
 		media.Width, media.Height = uint32(info.Width), uint32(info.Height)
 	}
-	switch t {
-	case mediacrypt.Audio:
+	if t == mediacrypt.Audio {
 		return
-	case mediacrypt.Image:
-		if media.Width == 0 || media.Height == 0 {
-			if _, err := f.Seek(0, io.SeekStart); err == nil {
-				if w, h, err := msgconv.ImageSize(f); err == nil {
-					media.Width, media.Height = uint32(w), uint32(h)
-				}
+	}
+	if t == mediacrypt.Image && (media.Width == 0 || media.Height == 0) {
+		if _, err := f.Seek(0, io.SeekStart); err == nil {
+			if w, h, err := msgconv.ImageSize(f); err == nil {
+				media.Width, media.Height = uint32(w), uint32(h)
 			}
 		}
+	}
+	media.Thumbnail = s.thumbnail(ctx, content, t, f)
+}
+
+// thumbnail tries, in order: the image itself (when small enough to decode), the
+// thumbnail the event names, and for an unencrypted image the homeserver's own
+// thumbnail of it. nil when none works.
+func (s *mediaSender) thumbnail(ctx context.Context, content *event.MessageEventContent, t mediacrypt.MediaType, f *os.File) []byte {
+	log := zerolog.Ctx(ctx)
+	if t == mediacrypt.Image {
 		if _, err := f.Seek(0, io.SeekStart); err == nil {
 			thumb, err := msgconv.Thumbnail(f)
 			if err == nil {
-				media.Thumbnail = thumb
-				return
+				return thumb
 			}
-			log.Debug().Err(err).Msg("Failed to make a thumbnail of the image; trying the event's")
+			log.Debug().Err(err).Msg("Failed to make a thumbnail of the image itself")
 		}
 	}
-	if info := content.Info; info != nil && (info.ThumbnailURL != "" || info.ThumbnailFile != nil) {
+	fromDownload := func(what string, fetch func(dst io.Writer) error) []byte {
 		var buf bytes.Buffer
-		if _, err := s.download(ctx, info.ThumbnailURL, info.ThumbnailFile, mediaThumbnailLimit, &buf); err != nil {
-			log.Debug().Err(err).Msg("Failed to download the event's thumbnail")
-			return
+		if err := fetch(&buf); err != nil {
+			log.Debug().Err(err).Str("source", what).Msg("Failed to download a thumbnail")
+			return nil
 		}
 		thumb, err := msgconv.Thumbnail(bytes.NewReader(buf.Bytes()))
 		if err != nil {
-			log.Debug().Err(err).Msg("Failed to make a thumbnail of the event's thumbnail")
-			return
+			log.Debug().Err(err).Str("source", what).Msg("Failed to make a thumbnail")
+			return nil
 		}
-		media.Thumbnail = thumb
+		return thumb
 	}
+	if info := content.Info; info != nil && (info.ThumbnailURL != "" || info.ThumbnailFile != nil) {
+		thumb := fromDownload("the event's thumbnail", func(dst io.Writer) error {
+			_, err := s.download(ctx, info.ThumbnailURL, info.ThumbnailFile, mediaThumbnailLimit, dst)
+			return err
+		})
+		if thumb != nil {
+			return thumb
+		}
+	}
+	// The homeserver only sees ciphertext of an encrypted file.
+	if t == mediacrypt.Image && content.File == nil && content.URL != "" && s.serverThumbnail != nil {
+		return fromDownload("the homeserver's thumbnail", func(dst io.Writer) error {
+			_, err := s.serverThumbnail(ctx, content.URL, mediaThumbnailLimit, dst)
+			return err
+		})
+	}
+	return nil
 }
 
 // encryptAndHost encrypts the plaintext from src with a fresh media key straight into
@@ -292,12 +324,13 @@ func (ic *InteropClient) mediaSender() (*mediaSender, error) {
 		bot = ic.Main.Bridge.Bot
 	}
 	return &mediaSender{
-		host:        ic.Main.Media,
-		download:    matrixDownload(bot),
-		limits:      &ic.Main.Config.Media,
-		network:     string(ic.Network),
-		networkName: networkDisplayName(ic.Main, ic.Network),
-		loginID:     string(ic.UserLogin.ID),
+		host:            ic.Main.Media,
+		download:        matrixDownload(bot),
+		serverThumbnail: matrixThumbnail(bot),
+		limits:          &ic.Main.Config.Media,
+		network:         string(ic.Network),
+		networkName:     networkDisplayName(ic.Main, ic.Network),
+		loginID:         string(ic.UserLogin.ID),
 	}, nil
 }
 
@@ -341,14 +374,8 @@ func matrixDownload(bot bridgev2.MatrixAPI) downloadFunc {
 		if bot == nil {
 			return 0, errors.New("the bridge has no Matrix bot to download with")
 		}
-		var as *matrix.ASIntent
-		switch b := bot.(type) {
-		case *matrix.ASIntent:
-			as = b
-		case *idempotentIntent:
-			as = b.ASIntent
-		}
-		if as == nil || as.Matrix == nil {
+		as := appserviceIntent(bot)
+		if as == nil {
 			return downloadViaFile(ctx, bot, uri, file, limit, dst)
 		}
 		if file != nil {
@@ -376,6 +403,44 @@ func matrixDownload(bot bridgev2.MatrixAPI) downloadFunc {
 			src, decrypted = dec, dec
 		}
 		return copyLimited(dst, src, limit, decrypted)
+	}
+}
+
+// appserviceIntent is the mautrix appservice intent behind bot, nil for another
+// MatrixAPI.
+func appserviceIntent(bot bridgev2.MatrixAPI) *matrix.ASIntent {
+	var as *matrix.ASIntent
+	switch b := bot.(type) {
+	case *matrix.ASIntent:
+		as = b
+	case *idempotentIntent:
+		as = b.ASIntent
+	}
+	if as == nil || as.Matrix == nil {
+		return nil
+	}
+	return as
+}
+
+// matrixThumbnail asks the homeserver for a thumbnail through the appservice bot;
+// nil without one.
+func matrixThumbnail(bot bridgev2.MatrixAPI) thumbnailFunc {
+	as := appserviceIntent(bot)
+	if as == nil {
+		return nil
+	}
+	return func(ctx context.Context, uri id.ContentURIString, limit int64, dst io.Writer) (int64, error) {
+		parsed, err := uri.Parse()
+		if err != nil {
+			return 0, fmt.Errorf("failed to parse the file URL: %w", err)
+		}
+		resp, err := as.Matrix.DownloadThumbnail(ctx, parsed, msgconv.ThumbnailSide, msgconv.ThumbnailSide,
+			mautrix.DownloadThumbnailExtra{Method: "scale"})
+		if err != nil {
+			return 0, fmt.Errorf("failed to download the thumbnail: %w", err)
+		}
+		defer resp.Body.Close()
+		return copyLimited(dst, resp.Body, limit, nil)
 	}
 }
 

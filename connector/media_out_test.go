@@ -80,7 +80,11 @@ type memFiles struct {
 	err   error
 }
 
-func (m *memFiles) download(_ context.Context, uri id.ContentURIString, _ *event.EncryptedFileInfo, limit int64, dst io.Writer) (int64, error) {
+func (m *memFiles) download(_ context.Context, uri id.ContentURIString, file *event.EncryptedFileInfo, limit int64, dst io.Writer) (int64, error) {
+	if file != nil {
+		// Stored as plaintext: decryption is matrixDownload's, tested on its own.
+		uri = file.URL
+	}
 	if m.read == nil {
 		m.read = map[id.ContentURIString]int64{}
 	}
@@ -166,6 +170,10 @@ func TestMediaSenderPrepare(t *testing.T) {
 		{"image too large to decode uses the event's thumbnail", &event.MessageEventContent{MsgType: event.MsgImage, Body: "huge.png",
 			URL: "mxc://hs/huge", Info: &event.FileInfo{ThumbnailURL: "mxc://hs/thumb"}},
 			huge, mediacrypt.Image, "image/png", 5000, 4000, true},
+		{"image too large to decode uses the homeserver's thumbnail", &event.MessageEventContent{MsgType: event.MsgImage, Body: "huge.png",
+			URL: "mxc://hs/huge"}, huge, mediacrypt.Image, "image/png", 5000, 4000, true},
+		{"encrypted image is never thumbnailed by the homeserver", &event.MessageEventContent{MsgType: event.MsgImage, Body: "huge.png",
+			File: &event.EncryptedFileInfo{URL: "mxc://hs/huge"}}, huge, mediacrypt.Image, "image/png", 5000, 4000, false},
 		{"sticker", &event.MessageEventContent{MsgType: event.CapMsgSticker, Body: "smile", URL: "mxc://hs/photo"},
 			photo, mediacrypt.Image, "image/png", 640, 480, true},
 		{"video with the event's thumbnail", &event.MessageEventContent{MsgType: event.MsgVideo, Body: "clip.mp4", URL: "mxc://hs/clip",
@@ -183,7 +191,13 @@ func TestMediaSenderPrepare(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			host := &memHost{}
 			s := &mediaSender{host: host, download: files.download, limits: &config.MediaConfig{}, network: "whatsapp",
-				networkName: "WhatsApp", loginID: "whatsapp:1-491701234567", tempDir: t.TempDir()}
+				networkName: "WhatsApp", loginID: "whatsapp:1-491701234567", tempDir: t.TempDir(),
+				serverThumbnail: func(ctx context.Context, uri id.ContentURIString, limit int64, dst io.Writer) (int64, error) {
+					if uri != "mxc://hs/huge" {
+						return 0, errors.New("no thumbnail of " + string(uri))
+					}
+					return files.download(ctx, "mxc://hs/thumb", nil, limit, dst)
+				}}
 			media, err := s.prepare(ctx, tc.content, "STANZA1")
 			if err != nil {
 				t.Fatal(err)
@@ -479,5 +493,36 @@ func TestRefusedForSure(t *testing.T) {
 		if got := refusedForSure(tc.err); got != tc.want {
 			t.Errorf("%v: %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// The homeserver's thumbnail is asked for at the thumbnail size, scaled, through the
+// authenticated media API.
+func TestMatrixThumbnail(t *testing.T) {
+	thumb := testPNG(t, 100, 75)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if r.URL.Path != "/_matrix/client/v1/media/thumbnail/hs/pic" || q.Get("width") != "100" || q.Get("height") != "100" ||
+			q.Get("method") != "scale" || r.Header.Get("Authorization") != "Bearer token" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(thumb)
+	}))
+	t.Cleanup(srv.Close)
+	client, err := mautrix.NewClient(srv.URL, "@bot:hs", "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetch := matrixThumbnail(&matrix.ASIntent{Matrix: &appservice.IntentAPI{Client: client}})
+	var buf bytes.Buffer
+	if n, err := fetch(context.Background(), "mxc://hs/pic", 1<<20, &buf); err != nil || n != int64(len(thumb)) || !bytes.Equal(buf.Bytes(), thumb) {
+		t.Fatalf("got %d bytes, err %v", n, err)
+	}
+	if _, err := fetch(context.Background(), "mxc://hs/pic", 100, io.Discard); !errors.Is(err, errMediaTooLarge) {
+		t.Fatalf("a thumbnail over the limit: %v", err)
+	}
+	if matrixThumbnail(nil) != nil || matrixThumbnail(fileBot{}) != nil {
+		t.Fatal("a thumbnail function without an appservice bot")
 	}
 }

@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"image"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +41,32 @@ func outPNG(t *testing.T, w, h int) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// outJPEG is a JPEG with a gradient.
+func outJPEG(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img, err := png.Decode(bytes.NewReader(outPNG(t, w, h)))
+	must(t, err)
+	var buf bytes.Buffer
+	must(t, jpeg.Encode(&buf, img, &jpeg.Options{Quality: 60}))
+	return buf.Bytes()
+}
+
+// hostedLog is the bridge's log line about hosting the file of the message with this
+// stanza id (connector/media_out.go), nil when there is none.
+func (c *chat) hostedLog(t *testing.T, stanzaID string) map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(c.st.Bridge.LogPath)
+	must(t, err)
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		var entry map[string]any
+		if json.Unmarshal(line, &entry) == nil && entry["message"] == "Hosted the encrypted file of an outgoing message" &&
+			entry["message_id"] == stanzaID {
+			return entry
+		}
+	}
+	return nil
 }
 
 // upload puts data in Synapse's media repository as the Matrix user.
@@ -105,6 +133,7 @@ func TestSynapseMediaOut(t *testing.T) {
 	voice := randomData(t, 20_000)
 	song := randomData(t, 60_000)
 	report := append([]byte("%PDF-1.4\n"), randomData(t, 300_000)...)
+	largePhoto := outJPEG(t, 2200, 2000)
 
 	type sent struct {
 		name    string
@@ -115,34 +144,41 @@ func TestSynapseMediaOut(t *testing.T) {
 		// What the Meta user's device shows.
 		mediaType, caption, fileName string
 		width, height, seconds       float64
+		// thumbnail: the bridge sent a JPEG thumbnail (its log says so).
+		thumbnail bool
 	}
 	cases := []sent{
 		{"image with caption", photo, "image/png", event.EventMessage, func(uri id.ContentURIString) *event.MessageEventContent {
 			return &event.MessageEventContent{MsgType: event.MsgImage, Body: "the view from here", FileName: "view.png", URL: uri,
 				Info: &event.FileInfo{MimeType: "image/png", Size: len(photo)}}
-		}, "image", "the view from here", "", 320, 240, 0},
+		}, "image", "the view from here", "", 320, 240, 0, true},
 		{"sticker", sticker, "image/png", event.EventSticker, func(uri id.ContentURIString) *event.MessageEventContent {
 			return &event.MessageEventContent{Body: "a square", URL: uri,
 				Info: &event.FileInfo{MimeType: "image/png", Width: 128, Height: 128, Size: len(sticker)}}
-		}, "image", "", "", 128, 128, 0},
+		}, "image", "", "", 128, 128, 0, true},
 		{"video with thumbnail", clip, "video/mp4", event.EventMessage, func(uri id.ContentURIString) *event.MessageEventContent {
 			return &event.MessageEventContent{MsgType: event.MsgVideo, Body: "clip.mp4", URL: uri,
 				Info: &event.FileInfo{MimeType: "video/mp4", Size: len(clip), Width: 1280, Height: 720, Duration: 7_400,
 					ThumbnailURL: c.upload(t, videoThumb, "image/png"), ThumbnailInfo: &event.FileInfo{MimeType: "image/png", Width: 160, Height: 90}}}
-		}, "video", "", "", 1280, 720, 7},
+		}, "video", "", "", 1280, 720, 7, true},
 		{"voice message", voice, "audio/ogg", event.EventMessage, func(uri id.ContentURIString) *event.MessageEventContent {
 			return &event.MessageEventContent{MsgType: event.MsgAudio, Body: "Voice message.ogg", URL: uri,
 				Info:         &event.FileInfo{MimeType: "audio/ogg", Size: len(voice), Duration: 4_000},
 				MSC1767Audio: &event.MSC1767Audio{Duration: 4_000}, MSC3245Voice: &event.MSC3245Voice{}}
-		}, "ptt", "", "", 0, 0, 4},
+		}, "ptt", "", "", 0, 0, 4, false},
 		{"audio", song, "audio/mpeg", event.EventMessage, func(uri id.ContentURIString) *event.MessageEventContent {
 			return &event.MessageEventContent{MsgType: event.MsgAudio, Body: "song.mp3", URL: uri,
 				Info: &event.FileInfo{MimeType: "audio/mpeg", Size: len(song), Duration: 65_000}}
-		}, "audio", "", "", 0, 0, 65},
+		}, "audio", "", "", 0, 0, 65, false},
 		{"document with caption", report, "application/pdf", event.EventMessage, func(uri id.ContentURIString) *event.MessageEventContent {
 			return &event.MessageEventContent{MsgType: event.MsgFile, Body: "the minutes", FileName: "minutes.pdf", URL: uri,
 				Info: &event.FileInfo{MimeType: "application/pdf", Size: len(report)}}
-		}, "document", "the minutes", "minutes.pdf", 0, 0, 0},
+		}, "document", "the minutes", "minutes.pdf", 0, 0, 0, false},
+		// Too large to decode in the bridge, and no thumbnail in the event: Synapse's.
+		{"large photo", largePhoto, "image/jpeg", event.EventMessage, func(uri id.ContentURIString) *event.MessageEventContent {
+			return &event.MessageEventContent{MsgType: event.MsgImage, Body: "large.jpg", URL: uri,
+				Info: &event.FileInfo{MimeType: "image/jpeg", Size: len(largePhoto)}}
+		}, "image", "", "", 2200, 2000, 0, true},
 	}
 	t.Run("the room announces files and their sizes", func(t *testing.T) {
 		evt, err := c.alice.WaitEvent(c.ctx, waitTimeout, "the room features", func(evt *event.Event) bool {
@@ -181,6 +217,9 @@ func TestSynapseMediaOut(t *testing.T) {
 			fileName, _ := m["file_name"].(string)
 			if text, _ := kit.ItemData(item)["text"].(string); text != tc.caption || fileName != tc.fileName {
 				t.Errorf("caption %q file name %q, want %q %q", text, fileName, tc.caption, tc.fileName)
+			}
+			if hosted := c.hostedLog(t, item["id"].(string)); hosted["thumbnail"] != tc.thumbnail {
+				t.Errorf("the bridge logged %v, want thumbnail %v", hosted, tc.thumbnail)
 			}
 			if tc.mediaType == "document" {
 				docEvent, docURL = resp.EventID, m["url"].(string)
