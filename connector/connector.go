@@ -15,6 +15,7 @@ package connector
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"sync"
 	"time"
@@ -254,6 +255,9 @@ func (c *InteropConnector) newCallbackHandler() (*callbacks.Handler, error) {
 	}
 	if c.Media != nil {
 		cfg.Media = c.Media
+	}
+	if base, err := url.Parse(c.CallbackBaseURL()); err == nil {
+		cfg.PublicPathPrefix = base.EscapedPath()
 	}
 	h, err := callbacks.New(cfg)
 	if err != nil {

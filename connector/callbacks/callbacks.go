@@ -94,6 +94,11 @@ type Config struct {
 	Pusher   Pusher
 	// Media serves hosted media; nil answers every media fetch 404.
 	Media MediaServer
+	// PublicPathPrefix is the path of the public callback base URL ("/meta" for
+	// https://host/meta), which a reverse proxy strips before the request gets here.
+	// Meta's proxy signs the path it fetched, prefix included, so media fetches are
+	// also checked against prefix + path.
+	PublicPathPrefix string
 	// MaxBody bounds JSON bodies; 0 means DefaultMaxBody.
 	MaxBody int64
 	// Now is the clock of the timestamp check; nil means time.Now.
@@ -277,6 +282,15 @@ func (h *Handler) servePush(ctx context.Context, w http.ResponseWriter, nw Netwo
 
 func (h *Handler) serveMedia(ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	i, err := callback.VerifyMediaFetchAny(r, h.secrets, h.cfg.Now())
+	if prefix := strings.TrimRight(h.cfg.PublicPathPrefix, "/"); err != nil && prefix != "" {
+		public := r.Clone(ctx)
+		u := *r.URL
+		u.Path, u.RawPath = prefix+r.URL.Path, prefix+r.URL.EscapedPath()
+		public.URL = &u
+		if j, perr := callback.VerifyMediaFetchAny(public, h.secrets, h.cfg.Now()); perr == nil {
+			i, err = j, nil
+		}
+	}
 	if err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Str("remote_addr", r.RemoteAddr).Msg("Refused an unverified media fetch")
 		writeError(w, http.StatusUnauthorized, refusal(err))

@@ -314,10 +314,18 @@ func TestMedia(t *testing.T) {
 		callback.SignMediaFetch(r, secret, at)
 		return r
 	}
+	// strip is the reverse proxy removing the public base URL's path.
+	strip := func(prefix string, r *http.Request) *http.Request {
+		r.URL.Path = strings.TrimPrefix(r.URL.Path, prefix)
+		r.URL.RawPath = ""
+		r.RequestURI = r.URL.RequestURI()
+		return r
+	}
 	for _, tc := range []struct {
 		name   string
 		req    *http.Request
 		noHook bool
+		prefix string
 		status int
 		call   string
 	}{
@@ -327,12 +335,24 @@ func TestMedia(t *testing.T) {
 		{name: "bad signature", req: get(MediaPrefix+"xyz", fooSecret, f.now), status: 401},
 		{name: "stale", req: get(MediaPrefix+"xyz", waSecret, f.now.Add(-6*time.Minute)), status: 401},
 		{name: "unsigned", req: httptest.NewRequest("GET", MediaPrefix+"xyz", nil), status: 401},
+		// Behind a reverse proxy that strips the base URL's path, Meta signed the public
+		// path (with /meta) and the request arrives without it.
+		{name: "public prefix stripped", req: strip("/meta", get("/meta"+MediaPrefix+"xyz", waSecret, f.now)), prefix: "/meta",
+			status: 200, call: "whatsapp xyz"},
+		{name: "public prefix, fetch of the plain path", req: get(MediaPrefix+"xyz", waSecret, f.now), prefix: "/meta",
+			status: 200, call: "whatsapp xyz"},
+		{name: "signed for another prefix", req: strip("/other", get("/other"+MediaPrefix+"xyz", waSecret, f.now)), prefix: "/meta",
+			status: 401},
+		{name: "prefix signed, no prefix configured", req: strip("/meta", get("/meta"+MediaPrefix+"xyz", waSecret, f.now)), status: 401},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := f.h
-			if tc.noHook {
+			if tc.noHook || tc.prefix != "" {
 				cfg := f.h.cfg
-				cfg.Media = nil
+				if tc.noHook {
+					cfg.Media = nil
+				}
+				cfg.PublicPathPrefix = tc.prefix
 				h, _ = New(cfg)
 			}
 			f.media.calls = nil

@@ -89,14 +89,9 @@ func New(cfg Config) (*Hosting, error) {
 	if h.now == nil {
 		h.now = time.Now
 	}
+	// A base URL with a path works when the reverse proxy strips it: the callbacks
+	// handler checks signatures against the public path too (PublicPathPrefix).
 	h.base, h.baseErr = parseBase(cfg.BaseURL)
-	if h.base != nil && strings.Trim(h.base.Path, "/") != "" {
-		// The proxy signs the whole path it fetches, but the bridge serves media at
-		// /_interop/v1/media/ and checks the path it receives: with a prefix that a
-		// reverse proxy strips, no signature verifies.
-		h.log.Warn().Str("base_url", cfg.BaseURL).
-			Msg("The callback base URL has a path: Meta's media fetches will fail their signature check; use a URL without a path for media")
-	}
 	return h, nil
 }
 
