@@ -80,6 +80,7 @@ report_stats: false
 trusted_key_servers: []
 suppress_key_server_warning: true
 url_preview_enabled: false
+max_upload_size: 200M
 presence:
   enabled: false
 rc_message: {per_second: 10000, burst_count: 10000}
