@@ -7,10 +7,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
+	"image"
+	"image/color"
+	imgpng "image/png"
 	"io"
 	"net/url"
 	"os"
@@ -196,8 +201,7 @@ func converse(ctx context.Context, out io.Writer, st *kit.Stack, alice *kit.User
 	fmt.Fprintf(out, "WhatsApp → Matrix  Bob reacted   ❤️ to Alice's message\n")
 	fmt.Fprintf(out, "                   Alice saw     reaction %q on %s\n", rel.Key, rel.EventID)
 
-	// 5. An image from WhatsApp. Media is issue 5: until then the bridge puts a notice
-	// saying what arrived.
+	// 5. An image each way.
 	mark = alice.Mark()
 	_, err = bob.Send(ctx, map[string]any{"to": account, "kind": "image", "text": "Our office",
 		"media": map[string]any{"width": 64, "height": 48}})
@@ -211,8 +215,44 @@ func converse(ctx context.Context, out io.Writer, st *kit.Stack, alice *kit.User
 		return err
 	}
 	m := img.Content.AsMessage()
-	fmt.Fprintf(out, "WhatsApp → Matrix  Bob sent      an image captioned %q\n", "Our office")
-	fmt.Fprintf(out, "                   Alice saw     %s %q\n", m.MsgType, m.Body)
+	fmt.Fprintf(out, "WhatsApp → Matrix  Bob sent      a 64×48 image captioned %q\n", "Our office")
+	if data, err := downloadMedia(ctx, alice, m); err != nil {
+		fmt.Fprintf(out, "                   Alice saw     %s %q, but could not download it: %v\n", m.MsgType, m.Body, err)
+	} else {
+		w, h := 0, 0
+		if m.Info != nil {
+			w, h = m.Info.Width, m.Info.Height
+		}
+		fmt.Fprintf(out, "                   Alice saw     %s %q, %d×%d, %d bytes (downloaded from Synapse, SHA-256 %.16x…)\n",
+			m.MsgType, m.Body, w, h, len(data), sha256.Sum256(data))
+	}
+
+	png := demoPNG()
+	upload, err := alice.Client.UploadBytesWithName(ctx, png, "image/png", "matrix-logo.png")
+	if err != nil {
+		return err
+	}
+	_, err = alice.Client.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgImage, Body: "Sent from Matrix", FileName: "matrix-logo.png", URL: upload.ContentURI.CUString(),
+		Info: &event.FileInfo{MimeType: "image/png", Size: len(png), Width: 32, Height: 32},
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Matrix → WhatsApp  Alice sent    a 32×32 PNG captioned %q, %d bytes (SHA-256 %.16x…)\n", "Sent from Matrix", len(png), sha256.Sum256(png))
+	media, err := bob.WaitInbox(ctx, wait, "Alice's image", url.Values{"kind": {"media"}, "device": {bob.JID}}, func(item map[string]any) bool {
+		data, _ := item["data"].(map[string]any)
+		mi, _ := data["media"].(map[string]any)
+		return mi != nil && mi["status"] != "pending"
+	})
+	if err != nil {
+		fmt.Fprintf(out, "                   Bob saw       nothing: %v\n", err)
+	} else {
+		data, _ := media["data"].(map[string]any)
+		mi, _ := data["media"].(map[string]any)
+		fmt.Fprintf(out, "                   Bob saw       %v %v captioned %q, fetch %v, %v bytes (SHA-256 %.16s…)\n",
+			mi["type"], mi["mimetype"], data["text"], mi["status"], mi["size"], mi["sha256"])
+	}
 	fmt.Fprintln(out, "──────────────────────────────────────────────────────────────")
 	return nil
 }
@@ -238,6 +278,33 @@ Logs: bridge %s
       synapse %s
 `, st.Synapse.URL, alice.ID, alice.Password, room, bobNumber,
 		st.Sim.Token, control, bob.JID, aliceNumber[1:], aliceNumber[1:], st.Bridge.LogPath, st.Synapse.LogPath)
+}
+
+// downloadMedia fetches a message's file through the authenticated media API, as a
+// client would.
+func downloadMedia(ctx context.Context, u *kit.User, m *event.MessageEventContent) ([]byte, error) {
+	uri := m.URL
+	if m.File != nil {
+		return nil, errors.New("the file is encrypted")
+	}
+	parsed, err := uri.Parse()
+	if err != nil {
+		return nil, err
+	}
+	return u.Client.DownloadBytes(ctx, parsed)
+}
+
+// demoPNG draws a small image for Alice to send.
+func demoPNG() []byte {
+	img := image.NewRGBA(image.Rect(0, 0, 32, 32))
+	for y := range 32 {
+		for x := range 32 {
+			img.Set(x, y, color.RGBA{R: uint8(x * 8), G: 0x80, B: uint8(y * 8), A: 0xff})
+		}
+	}
+	var buf bytes.Buffer
+	_ = imgpng.Encode(&buf, img)
+	return buf.Bytes()
 }
 
 func dataString(item map[string]any, key string) string {
