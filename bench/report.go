@@ -36,6 +36,10 @@ type Report struct {
 	Memory     []MemoryResult    `json:"memory"`
 	Idle       []IdleResult      `json:"idle,omitempty"`
 	Floor      []FloorResult     `json:"floor"`
+	// Media are the files moved in media mode, and MediaCrypto the bare
+	// interop/mediacrypt speeds they are held against.
+	Media       []MediaResult  `json:"media,omitempty"`
+	MediaCrypto []CryptoResult `json:"media_crypto,omitempty"`
 	// FloorStore is the interop/ store matching the bridge's database, for the notes.
 	FloorStore string   `json:"floor_store"`
 	Notes      []string `json:"notes,omitempty"`
@@ -207,6 +211,7 @@ func (r *Report) Print(w io.Writer) {
 		}
 		_ = tw.Flush()
 	}
+	r.printMedia(w)
 	for _, i := range r.Idle {
 		fmt.Fprintf(w, "\nidle (%s, users set up, nothing sent, %.0f s): bridge %.3f cores, Synapse %.3f cores\n",
 			modeLabel(i.Mode), i.Seconds, i.BridgeCores, i.HomeserverCores)
@@ -245,6 +250,9 @@ func (r *Report) AddNotes() {
 	if len(r.Memory) > 0 {
 		r.Notes = append(r.Notes, "memory: resident set (VmRSS) of a fresh bridge with the fake homeserver, read 5 s after the "+
 			"logins connected, without chats or traffic; per login = (RSS - RSS with no login) / logins.")
+	}
+	if len(r.Media) > 0 {
+		r.Notes = append(r.Notes, mediaNote)
 	}
 	if out, in := FloorPerMessage(r.Floor, r.FloorStore); out > 0 && in > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("interop/ floor on %s (the bridge's database here): %.3f ms per outgoing "+

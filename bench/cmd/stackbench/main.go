@@ -31,7 +31,9 @@ func run() int {
 		pairs      = flag.Int("pairs", 10, "Matrix users, each chatting with its own simulated Meta user")
 		messages   = flag.Int("messages", 100, "messages each user sends in each direction")
 		window     = flag.Int("window", 4, "messages one user may have in flight")
-		modes      = flag.String("modes", "floor,stack,loadgen,memory", "what to run: floor (interop/ benchmarks), stack (real Synapse), loadgen (fake homeserver), memory (RSS per login, with the fake homeserver)")
+		modes      = flag.String("modes", "floor,stack,loadgen,memory", "what to run: floor (interop/ benchmarks), stack (real Synapse), loadgen (fake homeserver), memory (RSS per login, with the fake homeserver), media (files each way through the real Synapse, with interop/mediacrypt's speeds; not in the default)")
+		mediaSizes = flag.String("media-sizes", "1,20,100", "media mode: file sizes in MiB, each moved once each way")
+		mediaDL    = flag.Bool("media-download", true, "media mode: download each Meta→Matrix file through Synapse after it arrived and check its bytes")
 		logins     = flag.String("memory-logins", "1,100,1000", "connected login counts for the memory readings")
 		results    = flag.String("results", "", "folder for the JSON results (default bench/results in the checkout)")
 		stall      = flag.Duration("stall", 30*time.Second, "end a phase when nothing arrived for this long")
@@ -80,6 +82,11 @@ func run() int {
 		}
 		counts = append(counts, n)
 	}
+	sizes, err := bench.ParseMediaSizes(*mediaSizes)
+	if err != nil {
+		log.Error().Err(err).Msg("Bad -media-sizes")
+		return 2
+	}
 	want := map[string]bool{}
 	for _, m := range strings.Split(*modes, ",") {
 		want[strings.TrimSpace(m)] = true
@@ -96,7 +103,7 @@ func run() int {
 	}
 	rep := &bench.Report{StartedAt: time.Now(), Host: bench.CurrentHost(), Settings: map[string]any{
 		"pairs": *pairs, "messages_per_user_per_direction": *messages, "window": *window, "modes": *modes,
-		"memory_logins": counts, "bridge_log_level": *logLevel, "bridge_database": *bridgeDB, "bridge_config": bridgeSet, "bridge_sqlite_params": *sqlParams,
+		"memory_logins": counts, "media_sizes_bytes": sizes, "bridge_log_level": *logLevel, "bridge_database": *bridgeDB, "bridge_config": bridgeSet, "bridge_sqlite_params": *sqlParams,
 	}}
 	o := bench.Options{RepoRoot: root, Dir: dir, Pairs: *pairs, Messages: *messages, Window: *window,
 		MemoryLogins: counts, Stall: *stall, BridgeLogLevel: *logLevel, BridgeDebug: *debug || *profile != "", BridgeConfig: bridgeSet, SQLiteParams: *sqlParams, ProfileDir: *profile, ProfileSeconds: *profileSec, Keep: *keepFolder, Log: log}
@@ -125,7 +132,16 @@ func run() int {
 		}
 		rep.Floor = floor
 	}
-	if want["stack"] || want["loadgen"] || want["memory"] {
+	if want["media"] {
+		// On the machine while it is quiet, before any stack runs.
+		log.Info().Msg("Running the interop/mediacrypt benchmarks (bare media encryption)")
+		crypto, err := bench.RunMediaCrypto(ctx, root, *benchtime)
+		if err != nil {
+			fail("interop/mediacrypt", err)
+		}
+		rep.MediaCrypto = crypto
+	}
+	if want["stack"] || want["loadgen"] || want["memory"] || want["media"] {
 		log.Info().Msg("Building the bridge")
 		o.BridgeBinary, err = kit.BuildBridge(ctx, root, dir)
 		if err != nil {
@@ -146,6 +162,11 @@ func run() int {
 	if want["memory"] && len(counts) > 0 {
 		if err := bench.RunMemory(ctx, o, rep); err != nil {
 			fail("memory", err)
+		}
+	}
+	if want["media"] {
+		if err := bench.RunMedia(ctx, o, sizes, *mediaDL, rep.MediaCrypto, rep); err != nil {
+			fail("media mode", err)
 		}
 	}
 	rep.AddNotes()

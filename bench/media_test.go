@@ -1,0 +1,176 @@
+package bench
+
+import (
+	"bytes"
+	"os"
+	"runtime/debug"
+	"strings"
+	"testing"
+)
+
+func TestParseCryptoBench(t *testing.T) {
+	out := []byte(`goos: linux
+pkg: github.com/matrix-meta-interop/matrix-meta-interop/interop/mediacrypt
+BenchmarkEncrypt/1MiB-2         	     289	   4031233 ns/op	 260.12 MB/s
+BenchmarkEncrypt/20MiB-2        	      14	  80080123 ns/op	 261.88 MB/s
+BenchmarkDecrypt/20MiB          	      14	  71320000 ns/op	 294.03 MB/s	  1234 B/op	  12 allocs/op
+BenchmarkOutgoingMessage/sqlite-2	    5000	    250000 ns/op
+PASS
+`)
+	got := ParseCryptoBench(out)
+	want := []CryptoResult{
+		{Name: "Encrypt/1MiB", NsPerOp: 4031233, MBPerSec: 260.12},
+		{Name: "Encrypt/20MiB", NsPerOp: 80080123, MBPerSec: 261.88},
+		{Name: "Decrypt/20MiB", NsPerOp: 71320000, MBPerSec: 294.03},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v, want %+v (lines without MB/s are left out)", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("line %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestBareFor(t *testing.T) {
+	crypto := []CryptoResult{
+		{Name: "Encrypt/1MiB", MBPerSec: 250},
+		{Name: "Encrypt/20MiB", MBPerSec: 260},
+		{Name: "Decrypt/1MiB", MBPerSec: 280},
+		{Name: "Decrypt/20MiB", MBPerSec: 290},
+		{Name: "Decrypt/odd", MBPerSec: 1},
+	}
+	for _, tc := range []struct {
+		name string
+		dir  string
+		size int64
+		want string
+	}{
+		{"outgoing files are encrypted", MatrixToMeta, 1 << 20, "Encrypt/1MiB"},
+		{"incoming files are decrypted", MetaToMatrix, 20 << 20, "Decrypt/20MiB"},
+		{"a size not measured takes the largest", MatrixToMeta, 100 << 20, "Encrypt/20MiB"},
+		{"also below the smallest", MetaToMatrix, 64 << 10, "Decrypt/20MiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := bareFor(crypto, tc.dir, tc.size)
+			if !ok || got.Name != tc.want {
+				t.Errorf("got %q %v, want %q", got.Name, ok, tc.want)
+			}
+		})
+	}
+	if _, ok := bareFor(nil, MetaToMatrix, 1<<20); ok {
+		t.Error("found a bare speed without any benchmark")
+	}
+}
+
+func TestParseMediaSizes(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    []int64
+		wantErr bool
+	}{
+		{"1,20,100", []int64{1 << 20, 20 << 20, 100 << 20}, false},
+		{" 0.5 , 2,", []int64{512 << 10, 2 << 20}, false},
+		{"", nil, true},
+		{"1,x", nil, true},
+		{"0", nil, true},
+		{"-1", nil, true},
+		{"2048", nil, true},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseMediaSizes(tc.in)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error %v, want error %v", err, tc.wantErr)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("got %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestParseStatusKB(t *testing.T) {
+	status := []byte("Name:\tstackbench\nVmPeak:\t 2000000 kB\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\n")
+	for _, tc := range []struct {
+		status  []byte
+		field   string
+		want    int64
+		wantErr bool
+	}{
+		{status, "VmHWM", 40 << 20, false},
+		{status, "VmRSS", 20 << 20, false},
+		{status, "VmSwap", 0, true},
+		{[]byte("VmHWM:\t 12 MB\n"), "VmHWM", 0, true},
+		{[]byte("VmHWM:\t x kB\n"), "VmHWM", 0, true},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			got, err := parseStatusKB(tc.status, tc.field)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Errorf("got %d %v, want %d (error %v)", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestBlobSize(t *testing.T) {
+	// PKCS#7 always pads, one to 16 bytes, then the 10-byte MAC.
+	for n, want := range map[int64]int64{0: 26, 15: 26, 16: 42, 100 << 20: 100<<20 + 26} {
+		if got := blobSize(n); got != want {
+			t.Errorf("blobSize(%d) = %d, want %d", n, got, want)
+		}
+	}
+}
+
+func TestMediaResultFill(t *testing.T) {
+	m := MediaResult{Direction: MatrixToMeta, Bytes: 100e6, Seconds: 2, TotalSeconds: 4,
+		RSSBeforeBytes: 30 << 20, PeakBytes: 35 << 20}
+	m.fill([]CryptoResult{{Name: "Encrypt/20MiB", MBPerSec: 200}})
+	if m.MBPerSec != 50 || m.TotalMBPerSec != 25 || m.PeakGrowthBytes != 5<<20 ||
+		m.Bare != "Encrypt/20MiB" || m.BareMBPerSec != 200 || m.RatioToBare != 0.25 {
+		t.Errorf("got %+v", m)
+	}
+	// A peak read below the RSS before (the reset raced a release) is no growth.
+	m = MediaResult{Direction: MetaToMatrix, Bytes: 1e6, Seconds: 1, RSSBeforeBytes: 30 << 20, PeakBytes: 29 << 20}
+	m.fill(nil)
+	if m.PeakGrowthBytes != 0 || m.Bare != "" || m.RatioToBare != 0 {
+		t.Errorf("got %+v", m)
+	}
+}
+
+// The peak reading the media table reports must start from the reset: after a
+// large allocation is freed, resetting brings VmHWM back down to about the RSS.
+func TestResetPeak(t *testing.T) {
+	buf := make([]byte, 64<<20)
+	for i := range buf {
+		buf[i] = 1
+	}
+	high, err := readPeak(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Count(buf[:1<<20], []byte{1}) != 1<<20 {
+		t.Fatal("buffer not touched")
+	}
+	buf = nil
+	debug.FreeOSMemory()
+	rss, err := resetPeak(os.Getpid())
+	if err != nil {
+		if strings.Contains(err.Error(), "permission") {
+			t.Fatalf("this test needs to write /proc/self/clear_refs, as the bench does for the bridge: %v", err)
+		}
+		t.Fatal(err)
+	}
+	low, err := readPeak(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if high-low < 32<<20 || low > rss+8<<20 {
+		t.Errorf("peak %d MiB before the reset, %d MiB after it with RSS %d MiB", high>>20, low>>20, rss>>20)
+	}
+}
