@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/astxn"
 )
@@ -121,6 +122,16 @@ func (c *InteropConnector) markHandled(ctx context.Context, evt *event.Event) {
 	}
 	if err := c.tracker.MarkHandled(ctx, evt.ID.String()); err != nil {
 		zerolog.Ctx(ctx).Err(err).Stringer("event_id", evt.ID).Msg("Failed to mark Matrix event handled")
+	}
+}
+
+// markRefused marks a Matrix event handled that bridgev2 refused for good.
+func (c *InteropConnector) markRefused(ctx context.Context, eventID id.EventID) {
+	if c.tracker == nil {
+		return
+	}
+	if err := c.tracker.MarkHandled(ctx, eventID.String()); err != nil {
+		zerolog.Ctx(ctx).Err(err).Stringer("event_id", eventID).Msg("Failed to mark refused Matrix event handled")
 	}
 }
 

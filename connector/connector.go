@@ -150,7 +150,7 @@ func (c *InteropConnector) Init(bridge *bridgev2.Bridge) {
 	c.Store = sqlstore.New(bridge.DB.Database, bridge.Log.With().Str("db_section", "interop_store").Logger())
 	c.requireSynchronousPortals(bridge)
 	c.attachTracker(bridge)
-	makeSendsIdempotent(bridge)
+	makeSendsIdempotent(bridge, c.markRefused)
 	c.setupMetrics(bridge)
 	c.Verifiers = append(c.Verifiers, c.configuredVerifiers(bridge)...)
 	c.registerSafetyCommands(bridge)

@@ -25,6 +25,9 @@ import (
 // recognizes the retry and answers with the first event (Matrix's idempotent sends).
 type idempotentMatrix struct {
 	*matrix.Connector
+	// refused is told about Matrix events bridgev2 refused for good before the network
+	// connector saw them (too large, unsupported), so they are not replayed.
+	refused func(ctx context.Context, eventID id.EventID)
 }
 
 // idempotentIntent is a ghost's intent whose sends carry derived transaction IDs.
@@ -40,12 +43,12 @@ var (
 // makeSendsIdempotent wraps the bridge's Matrix connector (only the real one: test
 // stubs have no homeserver to deduplicate). It runs after the Matrix connector's Init,
 // so it can replace the one command of mautrix that expects the unwrapped type.
-func makeSendsIdempotent(bridge *bridgev2.Bridge) {
+func makeSendsIdempotent(bridge *bridgev2.Bridge, refused func(ctx context.Context, eventID id.EventID)) {
 	mx, ok := bridge.Matrix.(*matrix.Connector)
 	if !ok {
 		return
 	}
-	bridge.Matrix = &idempotentMatrix{Connector: mx}
+	bridge.Matrix = &idempotentMatrix{Connector: mx, refused: refused}
 	if proc, ok := bridge.Commands.(*commands.Processor); ok {
 		discard := *matrix.CommandDiscardMegolmSession
 		discard.Func = func(ce *commands.Event) {
@@ -78,6 +81,33 @@ func (m *idempotentMatrix) GhostIntent(userID networkid.UserID) bridgev2.MatrixA
 		return &idempotentIntent{ASIntent: as}
 	}
 	return intent
+}
+
+// SendMessageStatus passes the status on and reports a refusal that trying again
+// would not change: bridgev2 refuses some events itself (a file over the room's size
+// limit, an unsupported type) without calling the connector, which would otherwise
+// have marked them handled. It marks those "retriable" with a reason that says
+// otherwise, so the reason decides.
+func (m *idempotentMatrix) SendMessageStatus(ctx context.Context, ms *bridgev2.MessageStatus, evt *bridgev2.MessageStatusEventInfo) {
+	m.Connector.SendMessageStatus(ctx, ms, evt)
+	if m.refused != nil && ms != nil && evt != nil && evt.SourceEventID != "" && isFinalRefusal(ms) {
+		m.refused(ctx, evt.SourceEventID)
+	}
+}
+
+// isFinalRefusal says whether a status refuses an event for good.
+func isFinalRefusal(ms *bridgev2.MessageStatus) bool {
+	if ms.Status == event.MessageStatusFail {
+		return true
+	}
+	if ms.Status != event.MessageStatusRetriable {
+		return false
+	}
+	switch ms.ErrorReason {
+	case event.MessageStatusUnsupported, event.MessageStatusTooOld, event.MessageStatusNoPermission, event.MessageStatusUndecryptable:
+		return true
+	}
+	return false
 }
 
 // SendMessage fills in a derived transaction ID when bridgev2 gave none.

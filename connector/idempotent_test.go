@@ -47,3 +47,26 @@ func TestBridgedTxnID(t *testing.T) {
 		t.Errorf("a send that bridges nothing got the derived ID %q", id)
 	}
 }
+
+// A refusal that trying again cannot change is final; trouble that may pass is not.
+func TestIsFinalRefusal(t *testing.T) {
+	for _, tc := range []struct {
+		status event.MessageStatus
+		reason event.MessageStatusReason
+		want   bool
+	}{
+		{event.MessageStatusFail, event.MessageStatusGenericError, true},
+		{event.MessageStatusRetriable, event.MessageStatusUnsupported, true},
+		{event.MessageStatusRetriable, event.MessageStatusTooOld, true},
+		{event.MessageStatusRetriable, event.MessageStatusNoPermission, true},
+		{event.MessageStatusRetriable, event.MessageStatusGenericError, false},
+		{event.MessageStatusRetriable, event.MessageStatusNetworkError, false},
+		{event.MessageStatusRetriable, event.MessageStatusBridgeUnavailable, false},
+		{event.MessageStatusSuccess, "", false},
+		{event.MessageStatusPending, "", false},
+	} {
+		if got := isFinalRefusal(&bridgev2.MessageStatus{Status: tc.status, ErrorReason: tc.reason}); got != tc.want {
+			t.Errorf("%s %s: final = %v, want %v", tc.status, tc.reason, got, tc.want)
+		}
+	}
+}
