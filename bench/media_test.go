@@ -128,10 +128,10 @@ func TestBlobSize(t *testing.T) {
 }
 
 func TestMediaResultFill(t *testing.T) {
-	m := MediaResult{Direction: MatrixToMeta, Bytes: 100e6, Seconds: 2, TotalSeconds: 4,
+	m := MediaResult{Direction: MatrixToMeta, Bytes: 100e6, Seconds: 2, TotalSeconds: 4, BridgeSeconds: 1,
 		RSSBeforeBytes: 30 << 20, PeakBytes: 35 << 20}
 	m.fill([]CryptoResult{{Name: "Encrypt/20MiB", MBPerSec: 200}})
-	if m.MBPerSec != 50 || m.TotalMBPerSec != 25 || m.PeakGrowthBytes != 5<<20 ||
+	if m.MBPerSec != 50 || m.TotalMBPerSec != 25 || m.BridgeMBPerSec != 100 || m.PeakGrowthBytes != 5<<20 ||
 		m.Bare != "Encrypt/20MiB" || m.BareMBPerSec != 200 || m.RatioToBare != 0.25 {
 		t.Errorf("got %+v", m)
 	}
@@ -172,5 +172,31 @@ func TestResetPeak(t *testing.T) {
 	}
 	if high-low < 32<<20 || low > rss+8<<20 {
 		t.Errorf("peak %d MiB before the reset, %d MiB after it with RSS %d MiB", high>>20, low>>20, rss>>20)
+	}
+}
+
+func TestSummarizeMedia(t *testing.T) {
+	row := func(dir string, size int64, round int, secs float64, growth int64) MediaResult {
+		return MediaResult{Direction: dir, Bytes: size, Round: round, Seconds: secs, PeakGrowthBytes: growth}
+	}
+	all := []MediaResult{
+		row(MetaToMatrix, 1, 1, 0.9, 1), row(MatrixToMeta, 1, 1, 5, 0),
+		row(MetaToMatrix, 1, 2, 0.5, 7), row(MatrixToMeta, 1, 2, 3, 0),
+		row(MetaToMatrix, 1, 3, 0.7, 2),
+	}
+	got := SummarizeMedia(all)
+	if len(got) != 2 {
+		t.Fatalf("got %d rows, want one per direction and size: %+v", len(got), got)
+	}
+	// The median of 0.5, 0.7, 0.9 is round 3; the worst growth is round 2's.
+	if m := got[0]; m.Direction != MetaToMatrix || m.Round != 3 || m.Seconds != 0.7 || m.PeakGrowthBytes != 7 || m.Rounds != 3 {
+		t.Errorf("Meta→Matrix row %+v", m)
+	}
+	// Of two rounds the faster one stands for them.
+	if m := got[1]; m.Direction != MatrixToMeta || m.Round != 2 || m.Rounds != 2 {
+		t.Errorf("Matrix→Meta row %+v", m)
+	}
+	if all[0].Round != 1 || all[2].Seconds != 0.5 {
+		t.Error("summarizing reordered the rounds it was given")
 	}
 }

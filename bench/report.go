@@ -36,9 +36,11 @@ type Report struct {
 	Memory     []MemoryResult    `json:"memory"`
 	Idle       []IdleResult      `json:"idle,omitempty"`
 	Floor      []FloorResult     `json:"floor"`
-	// Media are the files moved in media mode, and MediaCrypto the bare
+	// Media are the files moved in media mode, one row per direction and size (the
+	// median round), MediaRounds every round, and MediaCrypto the bare
 	// interop/mediacrypt speeds they are held against.
 	Media       []MediaResult  `json:"media,omitempty"`
+	MediaRounds []MediaResult  `json:"media_rounds,omitempty"`
 	MediaCrypto []CryptoResult `json:"media_crypto,omitempty"`
 	// FloorStore is the interop/ store matching the bridge's database, for the notes.
 	FloorStore string   `json:"floor_store"`

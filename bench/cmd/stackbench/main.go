@@ -31,8 +31,9 @@ func run() int {
 		pairs      = flag.Int("pairs", 10, "Matrix users, each chatting with its own simulated Meta user")
 		messages   = flag.Int("messages", 100, "messages each user sends in each direction")
 		window     = flag.Int("window", 4, "messages one user may have in flight")
-		modes      = flag.String("modes", "floor,stack,loadgen,memory", "what to run: floor (interop/ benchmarks), stack (real Synapse), loadgen (fake homeserver), memory (RSS per login, with the fake homeserver), media (files each way through the real Synapse, with interop/mediacrypt's speeds; not in the default)")
-		mediaSizes = flag.String("media-sizes", "1,20,100", "media mode: file sizes in MiB, each moved once each way")
+		modes      = flag.String("modes", "floor,stack,loadgen,memory,media", "what to run: floor (interop/ benchmarks), stack (real Synapse), loadgen (fake homeserver), memory (RSS per login, with the fake homeserver), media (files each way through the real Synapse, with interop/mediacrypt's speeds)")
+		mediaSizes = flag.String("media-sizes", "1,20,100", "media mode: file sizes in MiB, each moved each way once a round")
+		mediaRound = flag.Int("media-rounds", 3, "media mode: how many times each file is moved; the table shows the median round and the largest peak growth")
 		mediaDL    = flag.Bool("media-download", true, "media mode: download each Meta→Matrix file through Synapse after it arrived and check its bytes")
 		logins     = flag.String("memory-logins", "1,100,1000", "connected login counts for the memory readings")
 		results    = flag.String("results", "", "folder for the JSON results (default bench/results in the checkout)")
@@ -103,7 +104,7 @@ func run() int {
 	}
 	rep := &bench.Report{StartedAt: time.Now(), Host: bench.CurrentHost(), Settings: map[string]any{
 		"pairs": *pairs, "messages_per_user_per_direction": *messages, "window": *window, "modes": *modes,
-		"memory_logins": counts, "media_sizes_bytes": sizes, "bridge_log_level": *logLevel, "bridge_database": *bridgeDB, "bridge_config": bridgeSet, "bridge_sqlite_params": *sqlParams,
+		"memory_logins": counts, "media_sizes_bytes": sizes, "media_rounds": *mediaRound, "bridge_log_level": *logLevel, "bridge_database": *bridgeDB, "bridge_config": bridgeSet, "bridge_sqlite_params": *sqlParams,
 	}}
 	o := bench.Options{RepoRoot: root, Dir: dir, Pairs: *pairs, Messages: *messages, Window: *window,
 		MemoryLogins: counts, Stall: *stall, BridgeLogLevel: *logLevel, BridgeDebug: *debug || *profile != "", BridgeConfig: bridgeSet, SQLiteParams: *sqlParams, ProfileDir: *profile, ProfileSeconds: *profileSec, Keep: *keepFolder, Log: log}
@@ -165,7 +166,7 @@ func run() int {
 		}
 	}
 	if want["media"] {
-		if err := bench.RunMedia(ctx, o, sizes, *mediaDL, rep.MediaCrypto, rep); err != nil {
+		if err := bench.RunMedia(ctx, o, sizes, *mediaRound, *mediaDL, rep.MediaCrypto, rep); err != nil {
 			fail("media mode", err)
 		}
 	}
