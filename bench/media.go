@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"maunium.net/go/mautrix/event"
@@ -68,15 +69,19 @@ type MediaResult struct {
 	// TotalSeconds includes the sender's part; TotalMBPerSec is Bytes over it.
 	TotalSeconds  float64 `json:"total_seconds"`
 	TotalMBPerSec float64 `json:"total_mb_per_second"`
-	// Matrix→Meta only: BridgeSeconds runs from sending the m.file until the
-	// simulated device received the message (by the inbox item's received_at): the
-	// bridge downloaded the file from Synapse, encrypted and hosted it, and sent the
-	// message. FetchSeconds is the rest: Meta's proxy fetching the blob from the
-	// bridge's media host and the device decrypting and verifying it (metasim, in the
-	// bench process). BridgeMBPerSec is Bytes over BridgeSeconds.
+	// BridgeSeconds is the bridge's part. Matrix→Meta: from sending the m.file until
+	// the simulated device received the message (by the inbox item's received_at):
+	// the bridge downloaded the file from Synapse, encrypted and hosted it, and sent
+	// the message. Meta→Matrix: the bridge's handling of the file by its log: fetching
+	// it from Meta's media host, verifying, decrypting and uploading it to Synapse,
+	// the upload being UploadSeconds. BridgeMBPerSec is Bytes over BridgeSeconds.
 	BridgeSeconds  float64 `json:"bridge_seconds,omitempty"`
 	BridgeMBPerSec float64 `json:"bridge_mb_per_second,omitempty"`
-	FetchSeconds   float64 `json:"fetch_seconds,omitempty"`
+	UploadSeconds  float64 `json:"homeserver_upload_seconds,omitempty"`
+	// FetchSeconds (Matrix→Meta) is the rest after BridgeSeconds: Meta's proxy
+	// fetching the blob from the bridge's media host and the device decrypting and
+	// verifying it (metasim, in the bench process).
+	FetchSeconds float64 `json:"fetch_seconds,omitempty"`
 	// DownloadSeconds (Meta→Matrix) is the Matrix client's download of the file
 	// through Synapse's authenticated media API after the event, bytes checked.
 	DownloadSeconds float64 `json:"download_seconds,omitempty"`
@@ -294,6 +299,9 @@ func RunMedia(ctx context.Context, o Options, sizes []int64, rounds int, downloa
 	if uri := o.sqliteURI(filepath.Join(dir, "bridge")); uri != "" {
 		cfg["database.uri"] = uri
 	}
+	// The bridge's timings of incoming files are debug lines; one file at a time,
+	// logging them costs nothing measurable.
+	cfg["logging.min_level"] = "debug"
 	largest := slices.Max(sizes)
 	adjust := func(c *metasim.Config) {
 		simAdjust(c)
@@ -349,6 +357,9 @@ func RunMedia(ctx context.Context, o Options, sizes []int64, rounds int, downloa
 	for round := 1; round <= max(rounds, 1); round++ {
 		for _, dir := range []string{MetaToMatrix, MatrixToMeta} {
 			for _, size := range sizes {
+				// The files before this one are still being written back to disk; that
+				// should not slow this one down.
+				syscall.Sync()
 				log.Info().Int("round", round).Str("direction", dir).Int64("bytes", size).Msg("Measuring")
 				profiled := e.profile(ctx, fmt.Sprintf("media-%s-%dMiB-%d", dir, size>>20, round))
 				var res MediaResult
@@ -460,6 +471,7 @@ func (m *mediaEnv) toMatrix(ctx context.Context, size int64) (MediaResult, error
 	if err != nil {
 		return res, err
 	}
+	logFrom := logSize(m.e.bridge.LogPath)
 	mark := p.user.Mark()
 	start := time.Now()
 	if err := m.e.sim.Call(ctx, "POST", "/v1/users/"+p.peer.JID+"/messages", map[string]any{
@@ -482,6 +494,11 @@ func (m *mediaEnv) toMatrix(ctx context.Context, size int64) (MediaResult, error
 	res.TotalSeconds = round(arrived.Sub(start).Seconds(), 3)
 	if err := m.finish(ctx, &res, b0, h0); err != nil {
 		return res, err
+	}
+	if t, err := readIncomingTimes(m.e.bridge.LogPath, logFrom, size, name); err != nil {
+		m.e.log.Warn().Err(err).Msg("No bridge timings for the file")
+	} else {
+		res.BridgeSeconds, res.UploadSeconds = round(t.Took.Seconds(), 3), round(t.Upload.Seconds(), 3)
 	}
 	content := evt.Content.AsMessage()
 	if content.MsgType != event.MsgFile {

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseCryptoBench(t *testing.T) {
@@ -198,5 +199,38 @@ func TestSummarizeMedia(t *testing.T) {
 	}
 	if all[0].Round != 1 || all[2].Seconds != 0.5 {
 		t.Error("summarizing reordered the rounds it was given")
+	}
+}
+
+func TestParseIncomingTimes(t *testing.T) {
+	log := []byte(`{"level":"debug","message":"Handling remote event","time":"2026-11-25T23:05:58.608Z"}
+{"level":"debug","method":"POST","url":"http://127.0.0.1:1/_matrix/media/v3/upload?filename=other.bin&user_id=%40x","duration":11.5,"message":"Request completed"}
+{"level":"debug","size":2048,"encrypted":false,"took":20.5,"message":"Bridged incoming media"}
+not json at all, mentions /upload
+{"level":"debug","method":"POST","url":"http://127.0.0.1:1/_matrix/media/v3/upload?filename=bench-1.bin&user_id=%40x","duration":276.816686,"status_code":200,"message":"Request completed"}
+{"level":"debug","size":104857600,"encrypted":false,"took":794.957672,"message":"Bridged incoming media"}
+{"level":"debug","size":104857600,"encrypted":false,"took":1.0,"message":"Bridged incoming media"}
+`)
+	for _, tc := range []struct {
+		name    string
+		size    int64
+		file    string
+		want    incomingTimes
+		wantErr bool
+	}{
+		{"the file's own lines", 100 << 20, "bench-1.bin",
+			incomingTimes{Took: 794957672 * time.Nanosecond, Upload: 276816686 * time.Nanosecond}, false},
+		{"no upload of that name", 2048, "bench-2.bin", incomingTimes{}, true},
+		{"no file of that size", 4096, "bench-1.bin", incomingTimes{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseIncomingTimes(log, tc.size, tc.file)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error %v, want error %v", err, tc.wantErr)
+			}
+			if !tc.wantErr && got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }

@@ -10,8 +10,9 @@ const mediaNote = "media: one file at a time through the kit's real Synapse, met
 	"after a 64 KiB warm-up each way; each row is the round with the median bridged time, its peak growth the largest of all " +
 	"rounds (every round is in the JSON's media_rounds). Meta→Matrix: the simulated user sends a document of random bytes; \"sender s\" is " +
 	"metasim encrypting it and uploading it to Meta's media hosts (until its control API answered), \"bridged s\" from then " +
-	"until the m.file event reached the Matrix user's /sync, and \"download s\" the Matrix user's download through " +
-	"Synapse afterwards, bytes checked. Matrix→Meta: \"sender s\" is the Matrix user's upload to Synapse, \"bridged s\" " +
+	"until the m.file event reached the Matrix user's /sync, \"bridge part s\" the bridge's handling of the file by its " +
+	"debug log (fetch from Meta's media host, verify, decrypt, upload to Synapse), of which \"Synapse upload s\" is the " +
+	"upload, and \"download s\" the Matrix user's download through Synapse afterwards, bytes checked. Matrix→Meta: \"sender s\" is the Matrix user's upload to Synapse, \"bridged s\" " +
 	"from sending the m.file until the simulated device's inbox showed the file fetched from the bridge through Meta's " +
 	"proxy and verified; its \"bridge part s\" ends when the device received the message (the bridge downloaded, encrypted, " +
 	"hosted and sent it) and \"Meta fetch s\" is the rest (Meta's proxy fetching the blob from the bridge, the device " +
@@ -36,23 +37,29 @@ func (r *Report) printMedia(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "media\tMiB\tsender s\tbridged s\tMB/s\ttotal MB/s\tbridge part s\tbridge part MB/s\tMeta fetch s\tdownload s\tbridge CPU s\tSynapse CPU s\t"+
+	fmt.Fprintln(tw, "media\tMiB\tsender s\tbridged s\tMB/s\ttotal MB/s\tbridge part s\tbridge part MB/s\tSynapse upload s\tMeta fetch s\tdownload s\tbridge CPU s\tSynapse CPU s\t"+
 		"RSS before MiB\tpeak growth MiB\t< 16 MiB\tbare MB/s\tratio\t>= 0.5\t")
 	for _, m := range r.Media {
 		dl := "-"
 		if m.DownloadSeconds > 0 {
 			dl = fmt.Sprintf("%.2f", m.DownloadSeconds)
 		}
-		part, partMB, fetch := "-", "-", "-"
+		part, partMB, upload, fetch := "-", "-", "-", "-"
 		if m.BridgeSeconds > 0 {
-			part, partMB, fetch = fmt.Sprintf("%.2f", m.BridgeSeconds), fmt.Sprintf("%.1f", m.BridgeMBPerSec), fmt.Sprintf("%.2f", m.FetchSeconds)
+			part, partMB = fmt.Sprintf("%.2f", m.BridgeSeconds), fmt.Sprintf("%.1f", m.BridgeMBPerSec)
+		}
+		if m.UploadSeconds > 0 {
+			upload = fmt.Sprintf("%.2f", m.UploadSeconds)
+		}
+		if m.FetchSeconds > 0 {
+			fetch = fmt.Sprintf("%.2f", m.FetchSeconds)
 		}
 		bare, ratio, ratioOK := "-", "-", "-"
 		if m.BareMBPerSec > 0 {
 			bare, ratio, ratioOK = fmt.Sprintf("%.1f", m.BareMBPerSec), fmt.Sprintf("%.2f", m.RatioToBare), yesNo(m.RatioToBare >= MediaRatioGoal)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t\n",
-			directionLabel(m.Direction), mib(m.Bytes), m.SenderSeconds, m.Seconds, m.MBPerSec, m.TotalMBPerSec, part, partMB, fetch, dl,
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t\n",
+			directionLabel(m.Direction), mib(m.Bytes), m.SenderSeconds, m.Seconds, m.MBPerSec, m.TotalMBPerSec, part, partMB, upload, fetch, dl,
 			m.BridgeCPUSeconds, m.HomeserverCPUSeconds, mib(m.RSSBeforeBytes), mib(m.PeakGrowthBytes),
 			yesNo(m.PeakGrowthBytes < MediaPeakGoalBytes), bare, ratio, ratioOK)
 	}
