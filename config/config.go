@@ -138,9 +138,15 @@ func (m *MediaConfig) MaxMiB(kind string) int {
 	return pick(DefaultMediaSizes)
 }
 
-// MaxBytes is the limit for a kind (MediaImage…) in bytes; 0 for an unknown kind.
+// MaxProxyPlaintext is the largest file whose encrypted blob (AES-CBC with PKCS#7
+// padding, up to 16 bytes, plus the 10-byte MAC) still fits the 100 MiB that Meta's
+// proxy fetches at most: 100 MiB − 17 bytes.
+const MaxProxyPlaintext = MaxMediaMiB<<20 - 17
+
+// MaxBytes is the limit for a kind (MediaImage…) in bytes; 0 for an unknown kind. A
+// limit of 100 MiB is MaxProxyPlaintext, so that the file's blob can still be fetched.
 func (m *MediaConfig) MaxBytes(kind string) int64 {
-	return int64(m.MaxMiB(kind)) << 20
+	return min(int64(m.MaxMiB(kind))<<20, MaxProxyPlaintext)
 }
 
 // NetworkConfig is the whole `network:` section of the bridge's config.

@@ -350,12 +350,24 @@ func TestValidationErrorListsEachProblem(t *testing.T) {
 // Media settings left out take their defaults; set ones are used as given.
 func TestMediaConfigDefaults(t *testing.T) {
 	var empty config.MediaConfig
-	if empty.Store() != "./media" || empty.Retention() != 30*24*time.Hour || empty.MaxBytes(config.MediaDocument) != 100<<20 ||
+	if empty.Store() != "./media" || empty.Retention() != 30*24*time.Hour || empty.MaxBytes(config.MediaDocument) != 100<<20-17 ||
 		empty.MaxBytes(config.MediaImage) != 16<<20 || empty.MaxBytes("sticker") != 0 {
 		t.Errorf("defaults: %q %v %d %d", empty.Store(), empty.Retention(), empty.MaxBytes(config.MediaDocument), empty.MaxBytes(config.MediaImage))
 	}
 	set := config.MediaConfig{StorePath: "/srv/m", RetentionDays: 2, MaxSizeMiB: config.MediaSizes{Video: 10}}
 	if set.Store() != "/srv/m" || set.Retention() != 48*time.Hour || set.MaxBytes(config.MediaVideo) != 10<<20 || set.MaxBytes(config.MediaAudio) != 16<<20 {
 		t.Errorf("set: %q %v %d %d", set.Store(), set.Retention(), set.MaxBytes(config.MediaVideo), set.MaxBytes(config.MediaAudio))
+	}
+}
+
+// The largest file allowed still makes a blob Meta's proxy fetches (at most 100 MiB):
+// PKCS#7 padding and the 10-byte MAC come on top.
+func TestMaxProxyPlaintextFits(t *testing.T) {
+	blob := func(n int64) int64 { return (n/16+1)*16 + 10 }
+	if b := blob(config.MaxProxyPlaintext); b > 100<<20 {
+		t.Errorf("a %d-byte file makes a %d-byte blob, over the proxy's limit", config.MaxProxyPlaintext, b)
+	}
+	if b := blob(config.MaxProxyPlaintext + 1); b <= 100<<20 {
+		t.Errorf("the limit is lower than it needs to be: %d bytes still fit", config.MaxProxyPlaintext+1)
 	}
 }

@@ -447,7 +447,7 @@ func TestMediaFeatures(t *testing.T) {
 	mediaFeatures(f, &config.MediaConfig{MaxSizeMiB: config.MediaSizes{Image: 5}})
 	for capType, want := range map[event.CapabilityMsgType]int64{
 		event.MsgImage: 5 << 20, event.CapMsgSticker: 5 << 20, event.MsgVideo: 64 << 20, event.CapMsgGIF: 64 << 20,
-		event.MsgAudio: 16 << 20, event.CapMsgVoice: 16 << 20, event.MsgFile: 100 << 20,
+		event.MsgAudio: 16 << 20, event.CapMsgVoice: 16 << 20, event.MsgFile: config.MaxProxyPlaintext,
 	} {
 		ff, ok := f.File[capType]
 		if !ok || ff.MaxSize != want {

@@ -23,6 +23,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-meta-interop/matrix-meta-interop/config"
 	"github.com/matrix-meta-interop/matrix-meta-interop/e2e/kit"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/callback"
 )
@@ -188,7 +189,7 @@ func TestSynapseMediaOut(t *testing.T) {
 		var features event.RoomFeatures
 		must(t, json.Unmarshal(evt.Content.VeryRaw, &features))
 		for capType, want := range map[event.CapabilityMsgType]int64{event.MsgImage: 1 << 20, event.MsgVideo: 64 << 20,
-			event.CapMsgVoice: 16 << 20, event.MsgFile: 100 << 20} {
+			event.CapMsgVoice: 16 << 20, event.MsgFile: config.MaxProxyPlaintext} {
 			if ff := features.File[capType]; ff == nil || ff.MaxSize != want {
 				t.Errorf("%s: %+v, want a limit of %d bytes", capType, ff, want)
 			}
