@@ -72,7 +72,8 @@ type mediaSender struct {
 	// notices ("WhatsApp").
 	network, networkName string
 	loginID              string
-	// tempDir holds the downloads while they are encrypted; "" is os.TempDir.
+	// tempDir holds a copy of an image while it is encrypted, to read its size and
+	// thumbnail from; "" is os.TempDir.
 	tempDir string
 }
 
@@ -148,61 +149,134 @@ func (s *mediaSender) prepare(ctx context.Context, content *event.MessageEventCo
 	ctx, cancel := context.WithTimeout(ctx, mediaTimeout)
 	defer cancel()
 
-	tmp, err := os.CreateTemp(s.tempDir, "metainterop-out-*")
-	if err != nil {
-		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("failed to create a temporary file: %w", err)).WithSendNotice(true).
-			WithMessage(fmt.Sprintf("%s could not be prepared for sending (the bridge could not write a temporary file)", name))
+	// Only an image is read again (its size and thumbnail), so only an image is
+	// spooled to a temporary file on the way; every file streams from the homeserver
+	// through the size limit and the encryption into the media host in one pass.
+	var spool *os.File
+	if t == mediacrypt.Image {
+		spool, err = os.CreateTemp(s.tempDir, "metainterop-out-*")
+		if err != nil {
+			return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("failed to create a temporary file: %w", err)).WithSendNotice(true).
+				WithMessage(fmt.Sprintf("%s could not be prepared for sending (the bridge could not write a temporary file)", name))
+		}
+		defer func() {
+			_ = spool.Close()
+			_ = os.Remove(spool.Name())
+		}()
 	}
-	defer func() {
-		_ = tmp.Close()
-		_ = os.Remove(tmp.Name())
-	}()
-	size, err := s.download(ctx, content.URL, content.File, limit, tmp)
+	media := &msgconv.OutgoingMedia{KeyTimestamp: time.Now()}
+	head, size, dlErr, hostErr := s.downloadAndHost(ctx, content, t, limit, spool, stanzaID, media)
 	switch {
-	case errors.Is(err, errMediaTooLarge):
+	case errors.Is(dlErr, errMediaTooLarge):
 		return nil, s.tooLarge(name, kind, size, true)
-	case errors.Is(err, errMediaDamaged):
-		return nil, refuse(err, event.MessageStatusGenericError,
+	case errors.Is(dlErr, errMediaDamaged):
+		return nil, refuse(dlErr, event.MessageStatusGenericError,
 			fmt.Sprintf("%s arrived damaged from your homeserver (it does not match its hash); send it again", name))
-	case err != nil:
-		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("failed to download the file: %w", err)).WithSendNotice(true).
-			WithMessage(fmt.Sprintf("%s could not be downloaded from your homeserver; try again", name))
-	case size == 0:
+	case errors.Is(dlErr, errMediaEmpty):
 		return nil, refuse(errMediaEmpty, event.MessageStatusUnsupported, fmt.Sprintf("%s is empty; empty files cannot be sent", name))
-	}
-
-	media := &msgconv.OutgoingMedia{Mimetype: s.mimetype(content, tmp), KeyTimestamp: time.Now()}
-	s.describe(ctx, content, t, tmp, media)
-
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("failed to rewind the file: %w", err)).WithSendNotice(true).
-			WithMessage(fmt.Sprintf("%s could not be prepared for sending", name))
-	}
-	if err := s.encryptAndHost(ctx, t, tmp, stanzaID, media); err != nil {
-		return nil, bridgev2.WrapErrorInStatus(err).WithSendNotice(true).
+	case errors.Is(dlErr, errSpoolWrite):
+		return nil, bridgev2.WrapErrorInStatus(dlErr).WithSendNotice(true).
+			WithMessage(fmt.Sprintf("%s could not be prepared for sending (the bridge could not write a temporary file)", name))
+	case dlErr != nil:
+		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("failed to download the file: %w", dlErr)).WithSendNotice(true).
+			WithMessage(fmt.Sprintf("%s could not be downloaded from your homeserver; try again", name))
+	case hostErr != nil:
+		return nil, bridgev2.WrapErrorInStatus(hostErr).WithSendNotice(true).
 			WithMessage(fmt.Sprintf("%s could not be stored for %s to fetch; try again later", name, s.networkName))
 	}
+	media.Mimetype = s.mimetype(content, head)
+	s.describe(ctx, content, t, spool, media)
 	zerolog.Ctx(ctx).Debug().Stringer("media_type", t).Str("message_id", stanzaID).
 		Uint64("file_length", media.FileLength).Uint64("blob_length", media.EncLength).
 		Bool("thumbnail", media.Thumbnail != nil).Msg("Hosted the encrypted file of an outgoing message")
 	return media, nil
 }
 
+// errStreamStopped ends a download whose encryption or hosting failed first.
+var errStreamStopped = errors.New("the encryption stopped reading the file")
+
+// errSpoolWrite marks a failure to write the temporary copy of an image.
+var errSpoolWrite = errors.New("failed to write the temporary file")
+
+// downloadAndHost streams the file of content from the homeserver through the size
+// limit and the encryption into the media host, copying it to spool on the way when
+// spool is set. head is the file's first bytes, size what the download read.
+//
+// The encryption sees the end of the file only once the download has ended without
+// error, that is after the limit and an end-to-bridge file's hash were checked; until
+// then the host holds an unfinished blob, which it deletes when the stream fails. So
+// dlErr (the download's failure, with errMediaEmpty for an empty file) comes first;
+// hostErr is the encryption's or the host's own failure.
+func (s *mediaSender) downloadAndHost(ctx context.Context, content *event.MessageEventContent, t mediacrypt.MediaType,
+	limit int64, spool *os.File, stanzaID string, media *msgconv.OutgoingMedia) (head []byte, size int64, dlErr, hostErr error) {
+	pr, pw := io.Pipe()
+	sniff := &headWriter{}
+	dst := io.MultiWriter(sniff, pw)
+	if spool != nil {
+		dst = io.MultiWriter(sniff, spoolWriter{spool}, pw)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		size, dlErr = s.download(ctx, content.URL, content.File, limit, dst)
+		if dlErr == nil && size == 0 {
+			dlErr = errMediaEmpty
+		}
+		// nil closes the pipe with EOF: only a whole, checked file ends the blob.
+		pw.CloseWithError(dlErr)
+	}()
+	hostErr = s.encryptAndHost(ctx, t, pr, stanzaID, media)
+	// Unblocks the download if the encryption stopped reading early.
+	pr.CloseWithError(errStreamStopped)
+	<-done
+	if errors.Is(dlErr, errStreamStopped) {
+		dlErr = nil
+		if hostErr == nil {
+			hostErr = errStreamStopped
+		}
+	}
+	if dlErr != nil && hostErr == nil {
+		// Cannot happen: a failed download fails the encryption. Never keep its blob.
+		s.forget(ctx, stanzaID)
+	}
+	return sniff.buf, size, dlErr, hostErr
+}
+
+// headWriter keeps the first bytes written to it, for sniffing the file's type.
+type headWriter struct{ buf []byte }
+
+func (h *headWriter) Write(p []byte) (int, error) {
+	if room := 512 - len(h.buf); room > 0 {
+		h.buf = append(h.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// spoolWriter tells temporary file failures apart from the download's.
+type spoolWriter struct{ f *os.File }
+
+func (w spoolWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		return n, fmt.Errorf("%w: %w", errSpoolWrite, err)
+	}
+	return n, nil
+}
+
 // mimetype is the event's type for the file, or one guessed from its first bytes.
-func (s *mediaSender) mimetype(content *event.MessageEventContent, f *os.File) string {
+func (s *mediaSender) mimetype(content *event.MessageEventContent, head []byte) string {
 	if content.Info != nil && content.Info.MimeType != "" {
 		return content.Info.MimeType
 	}
-	var head [512]byte
-	n, _ := f.ReadAt(head[:], 0)
-	if n == 0 {
+	if len(head) == 0 {
 		return ""
 	}
-	return http.DetectContentType(head[:n])
+	return http.DetectContentType(head)
 }
 
 // describe fills in the dimensions and thumbnail: from the event, or read from the
-// image itself. None of it is required, so failures only leave fields empty.
+// image itself (f, the image's temporary copy; nil for other kinds). None of it is
+// required, so failures only leave fields empty.
 func (s *mediaSender) describe(ctx context.Context, content *event.MessageEventContent, t mediacrypt.MediaType, f *os.File, media *msgconv.OutgoingMedia) {
 	if info := content.Info; info != nil && info.Width > 0 && info.Height > 0 {
 		media.Width, media.Height = uint32(info.Width), uint32(info.Height)
@@ -210,7 +284,7 @@ func (s *mediaSender) describe(ctx context.Context, content *event.MessageEventC
 	if t == mediacrypt.Audio {
 		return
 	}
-	if t == mediacrypt.Image && (media.Width == 0 || media.Height == 0) {
+	if t == mediacrypt.Image && f != nil && (media.Width == 0 || media.Height == 0) {
 		if _, err := f.Seek(0, io.SeekStart); err == nil {
 			if w, h, err := msgconv.ImageSize(f); err == nil {
 				media.Width, media.Height = uint32(w), uint32(h)
@@ -225,7 +299,7 @@ func (s *mediaSender) describe(ctx context.Context, content *event.MessageEventC
 // thumbnail of it. nil when none works.
 func (s *mediaSender) thumbnail(ctx context.Context, content *event.MessageEventContent, t mediacrypt.MediaType, f *os.File) []byte {
 	log := zerolog.Ctx(ctx)
-	if t == mediacrypt.Image {
+	if t == mediacrypt.Image && f != nil {
 		if _, err := f.Seek(0, io.SeekStart); err == nil {
 			thumb, err := msgconv.Thumbnail(f)
 			if err == nil {

@@ -526,3 +526,63 @@ func TestMatrixThumbnail(t *testing.T) {
 		t.Fatal("a thumbnail function without an appservice bot")
 	}
 }
+
+// A file streams from the homeserver into the host: a document is never spooled to a
+// temporary file, and a download that fails after its last byte (an end-to-bridge
+// file that does not match its hash) leaves no hosted blob, because the encryption
+// sees the end of the file only after the download's checks passed.
+func TestMediaSenderStreams(t *testing.T) {
+	data := outRandom(t, 300_000)
+	cases := []struct {
+		name    string
+		failEnd error
+		want    string
+	}{
+		{"whole file", nil, ""},
+		{"damaged after the last byte", fmt.Errorf("%w: hash mismatch", errMediaDamaged), "arrived damaged"},
+		{"broken off after the last byte", errors.New("connection reset"), "could not be downloaded"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			host := &memHost{}
+			var spooled []os.DirEntry
+			download := func(_ context.Context, _ id.ContentURIString, _ *event.EncryptedFileInfo, limit int64, dst io.Writer) (int64, error) {
+				n, err := copyLimited(dst, bytes.NewReader(data), limit, nil)
+				spooled, _ = os.ReadDir(dir)
+				if err != nil {
+					return n, err
+				}
+				return n, tc.failEnd
+			}
+			s := &mediaSender{host: host, download: download, limits: &config.MediaConfig{}, network: "whatsapp",
+				networkName: "WhatsApp", loginID: "l", tempDir: dir}
+			content := &event.MessageEventContent{MsgType: event.MsgFile, Body: "a.bin", URL: "mxc://hs/a"}
+			media, err := s.prepare(context.Background(), content, "S1")
+			if len(spooled) != 0 {
+				t.Fatalf("a document was spooled to %d temporary files", len(spooled))
+			}
+			if tc.want != "" {
+				var ms bridgev2.MessageStatus
+				if !errors.As(err, &ms) || !strings.Contains(ms.Message, tc.want) {
+					t.Fatalf("got %v, want a status saying %q", err, tc.want)
+				}
+				if len(host.blobs) != 0 {
+					t.Fatal("a failed download left a hosted blob")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, err := mediacrypt.DecryptBytes(host.blobs["S1"], mediacrypt.Expected{MediaKey: media.MediaKey, Type: mediacrypt.Document,
+				FileSHA256: media.FileSHA256, FileEncSHA256: media.FileEncSHA256, FileLength: media.FileLength})
+			if err != nil || !bytes.Equal(plain, data) {
+				t.Fatalf("the hosted blob does not decrypt to the file: %v", err)
+			}
+			if media.Mimetype != "application/octet-stream" {
+				t.Fatalf("mimetype %q sniffed from random bytes", media.Mimetype)
+			}
+		})
+	}
+}
