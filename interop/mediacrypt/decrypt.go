@@ -53,32 +53,20 @@ func Decrypt(dst io.Writer, blob io.ReaderAt, size int64, exp Expected) (Result,
 	return p.decrypt(dst, blob, size)
 }
 
-// DecryptToFile reads a blob from src (a download, say) exactly once, spooling the
-// ciphertext to a temporary file in dir, and returns a new temporary file in dir holding
-// the plaintext (mode 0600), positioned at its start, only when every check passed. On
-// any error nothing is left behind in dir. dir "" means os.TempDir(). The caller owns the
-// returned file: close it, and rename or remove it.
+// DecryptToFile reads a blob from src (a download, say) exactly once, decrypting it as
+// it reads into a new temporary file in dir (mode 0600), and returns that file,
+// positioned at its start, only when every check passed: the size, the MAC, the blob's
+// SHA-256, the padding, the declared length and the plaintext's SHA-256, in the order
+// Decrypt checks them. The plaintext of a blob that is not yet authenticated lands only
+// in that unpublished file, which is removed on any error: nothing is left behind in
+// dir. dir "" means os.TempDir(). The caller owns the returned file: close it, and
+// rename or remove it.
 //
 // An oversized blob is refused after reading at most one byte past the limit, and with
 // Expected.FileLength set a mis-sized one too.
 func DecryptToFile(dir string, src io.Reader, exp Expected) (_ *os.File, err error) {
 	p, err := exp.prepare()
 	if err != nil {
-		return nil, err
-	}
-	spool, err := os.CreateTemp(dir, "mediacrypt-*.enc")
-	if err != nil {
-		return nil, fmt.Errorf("failed to create spool file: %w", err)
-	}
-	defer func() {
-		_ = spool.Close()
-		_ = os.Remove(spool.Name())
-	}()
-	size, err := p.authenticate(src, -1, spoolWriter{spool})
-	if err != nil {
-		return nil, err
-	}
-	if err = p.checkPadding(spool, size); err != nil {
 		return nil, err
 	}
 	out, err := os.CreateTemp(dir, "mediacrypt-*")
@@ -91,7 +79,11 @@ func DecryptToFile(dir string, src io.Reader, exp Expected) (_ *os.File, err err
 			_ = os.Remove(out.Name())
 		}
 	}()
-	if _, err = p.decrypt(out, spool, size); err != nil {
+	dec := p.newStreamDecrypter(plainWriter{out})
+	if _, err = p.authenticate(src, -1, dec); err != nil {
+		return nil, err
+	}
+	if err = dec.finish(); err != nil {
 		return nil, err
 	}
 	if _, err = out.Seek(0, io.SeekStart); err != nil {
@@ -162,16 +154,16 @@ func (p *prepared) checkSize(size int64) error {
 	return nil
 }
 
-// authenticate reads the whole blob once, copying it to spool if given, and checks its
-// size, MAC and SHA-256. want is the size the reader should yield, or -1.
-// It returns the blob size.
-func (p *prepared) authenticate(src io.Reader, want int64, spool io.Writer) (int64, error) {
+// authenticate reads the whole blob once, writing it to sink too if given
+// (DecryptToFile's decrypter), and checks its size, MAC and SHA-256. want is the size
+// the reader should yield, or -1. It returns the blob size.
+func (p *prepared) authenticate(src io.Reader, want int64, sink io.Writer) (int64, error) {
 	encHash := sha256.New()
 	tail := &macTail{mac: hmac.New(sha256.New, p.keys.MACKey[:])}
 	tail.mac.Write(p.keys.IV[:])
 	var w io.Writer = io.MultiWriter(encHash, tail)
-	if spool != nil {
-		w = io.MultiWriter(encHash, tail, spool)
+	if sink != nil {
+		w = io.MultiWriter(encHash, tail, sink)
 	}
 	// One byte past the limit is enough to know the blob is too big.
 	size, err := io.CopyBuffer(w, io.LimitReader(src, p.limit+1), make([]byte, chunkSize))
@@ -306,13 +298,90 @@ func (t *macTail) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// spoolWriter tells spool write failures apart from read failures of the source.
-type spoolWriter struct{ f *os.File }
+// holdBack is what a streamed blob's end may turn out to be: the last ciphertext block,
+// whose padding is checked apart, and the MAC.
+const holdBack = blockSize + MACLength
 
-func (s spoolWriter) Write(p []byte) (int, error) {
-	n, err := s.f.Write(p)
+// streamDecrypter decrypts a blob as it is written to it, one pass with reading it.
+// Only the end of the stream tells the last block and the MAC from the rest, so it
+// holds back holdBack bytes and writes the plaintext of everything before them to dst.
+// That plaintext is not authenticated yet: dst must stay unpublished until both
+// prepared.authenticate and finish passed.
+type streamDecrypter struct {
+	p        *prepared
+	cbc      cipher.BlockMode
+	dst      io.Writer
+	fileHash hash.Hash
+	// buf holds the bytes not decrypted yet, n of them, and has room for a chunk more.
+	buf     []byte
+	n       int
+	written uint64
+}
+
+func (p *prepared) newStreamDecrypter(dst io.Writer) *streamDecrypter {
+	return &streamDecrypter{p: p, cbc: cipher.NewCBCDecrypter(p.block, p.keys.IV[:]), dst: dst,
+		fileHash: sha256.New(), buf: make([]byte, chunkSize+holdBack+blockSize)}
+}
+
+func (d *streamDecrypter) Write(p []byte) (int, error) {
+	total := len(p)
+	for len(p) > 0 {
+		k := copy(d.buf[d.n:], p)
+		p, d.n = p[k:], d.n+k
+		// Whole blocks only; the buffer always has room for more than one once they
+		// are decrypted, so this ends.
+		ready := (d.n - holdBack) / blockSize * blockSize
+		if ready <= 0 {
+			continue
+		}
+		out := d.buf[:ready]
+		d.cbc.CryptBlocks(out, out)
+		d.fileHash.Write(out)
+		if _, err := d.dst.Write(out); err != nil {
+			return total - len(p), err
+		}
+		d.written += uint64(ready)
+		d.n = copy(d.buf, d.buf[ready:d.n])
+	}
+	return total, nil
+}
+
+// finish decrypts the last block of a blob that authenticate accepted, checks its
+// padding and the declared length, writes the last plaintext bytes and checks the
+// plaintext's SHA-256.
+func (d *streamDecrypter) finish() error {
+	if d.n != holdBack {
+		// authenticate's size check makes this impossible.
+		return fmt.Errorf("%w: %d bytes left at the end", ErrBadLength, d.n)
+	}
+	last := d.buf[:blockSize]
+	d.cbc.CryptBlocks(last, last)
+	pad, err := unpad(last)
 	if err != nil {
-		return n, fmt.Errorf("failed to write spool file: %w", err)
+		return err
+	}
+	out := last[:blockSize-pad]
+	if n := d.written + uint64(len(out)); d.p.exact && n != d.p.exp.FileLength {
+		return fmt.Errorf("%w: plaintext of %d bytes, expected %d", ErrFileLengthMismatch, n, d.p.exp.FileLength)
+	}
+	d.fileHash.Write(out)
+	if _, err := d.dst.Write(out); err != nil {
+		return err
+	}
+	if !hmac.Equal(d.fileHash.Sum(nil), d.p.exp.FileSHA256) {
+		return ErrFileHashMismatch
+	}
+	return nil
+}
+
+// plainWriter tells plaintext file write failures apart from read failures of the
+// source.
+type plainWriter struct{ f *os.File }
+
+func (w plainWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		return n, fmt.Errorf("failed to write plaintext file: %w", err)
 	}
 	return n, nil
 }

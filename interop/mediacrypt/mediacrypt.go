@@ -2,9 +2,11 @@
 // HKDF-SHA256 expansion of a 32-byte mediaKey, AES-256-CBC with PKCS#7 padding, and a
 // 10-byte truncated HMAC-SHA256 over iv ‖ ciphertext appended to the ciphertext.
 //
-// Everything streams in constant memory, whatever the size. Decryption checks the blob's
+// Everything streams in constant memory, whatever the size. Decrypt checks the blob's
 // size, its SHA-256, its MAC and its padding before it writes a single plaintext byte;
-// DecryptToFile and DecryptBytes also hold the plaintext back until its SHA-256 matched.
+// DecryptToFile (which decrypts while it reads, into a private temporary file it
+// deletes on any refusal) and DecryptBytes hold the plaintext back until every check,
+// its SHA-256 included, passed.
 //
 // It does no I/O of its own beyond the readers, writers and temporary files it is given,
 // no logging, and imports nothing from the rest of the project (only the standard library
