@@ -93,3 +93,48 @@ func (p *pieceReader) Read(b []byte) (int, error) {
 	p.i++
 	return p.r.Read(b[:min(n, len(b))])
 }
+
+// The background decryption writes in order, and a failure to write the plaintext file
+// (a full disk) comes back to the reader and from wait.
+func TestBackgroundWriter(t *testing.T) {
+	var out bytes.Buffer
+	data, _ := io.ReadAll(gen(9, 5*chunkSize+123))
+	b := newBackgroundWriter(&out)
+	for rest := data; len(rest) > 0; {
+		n := min(len(rest), 1000+len(rest)%(2*chunkSize))
+		if _, err := b.Write(rest[:n]); err != nil {
+			t.Fatal(err)
+		}
+		rest = rest[n:]
+	}
+	if err := b.wait(); err != nil || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("wrote %d of %d bytes in order: %v", out.Len(), len(data), err)
+	}
+
+	full := errors.New("no space left on device")
+	b = newBackgroundWriter(&failAfter{n: chunkSize, err: full})
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = b.Write(data[:chunkSize])
+	}
+	if !errors.Is(err, full) {
+		t.Fatalf("Write kept going after the writer failed: %v", err)
+	}
+	if err := b.wait(); !errors.Is(err, full) {
+		t.Fatalf("wait: %v, want the write error", err)
+	}
+}
+
+// failAfter takes n bytes, then fails.
+type failAfter struct {
+	n   int
+	err error
+}
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if len(p) > f.n {
+		return 0, f.err
+	}
+	f.n -= len(p)
+	return len(p), nil
+}
