@@ -204,7 +204,26 @@ func (b *Bridge) ReadConfig(key string) (any, error) {
 
 // Start runs the bridge and waits until its appservice says it is ready. Its output
 // (JSON logs) is appended to LogPath.
+//
+// Like a service manager with a restart policy, it starts the bridge again (up to 3
+// times) when it exits because the homeserver could not reach it: after a SIGKILL,
+// Synapse's appservice recoverer can answer the bridge's start-up ping with a 502
+// ("AlreadyCalled") until its request to the killed process times out, longer than
+// mautrix waits (30 s).
 func (b *Bridge) Start(ctx context.Context) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = b.startOnce(ctx)
+		if !errors.Is(err, errPingFailed) || attempt == 3 {
+			return err
+		}
+	}
+}
+
+// errPingFailed is wrapped when the bridge exited because its appservice ping failed.
+var errPingFailed = errors.New("the homeserver could not reach the bridge")
+
+func (b *Bridge) startOnce(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.cmd != nil {
@@ -236,7 +255,11 @@ func (b *Bridge) Start(ctx context.Context) error {
 		case err := <-exited:
 			exited <- err
 			b.cmd = nil
-			return fmt.Errorf("the bridge exited while starting: %v\n%s", err, b.LogTail(30))
+			tail := b.LogTail(30)
+			if strings.Contains(tail, "Homeserver -> appservice connection is not working\"") {
+				return fmt.Errorf("%w: the bridge exited while starting: %v\n%s", errPingFailed, err, tail)
+			}
+			return fmt.Errorf("the bridge exited while starting: %v\n%s", err, tail)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
