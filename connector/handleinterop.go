@@ -248,8 +248,8 @@ func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.Decrypted
 	return ic.queueRemoteEvent(evt)
 }
 
-// converter is msgconv without mention or reply resolution yet.
-// TODO resolve mentions and replies through the bridge's ghosts and message table.
+// converter is msgconv with this login's mentions: ghosts and its own Matrix user.
 func (ic *InteropClient) converter() *msgconv.Converter {
-	return &msgconv.Converter{MessageID: ids.MakeMessageID}
+	r := mentionResolver{ic}
+	return &msgconv.Converter{MessageID: ids.MakeMessageID, Mentions: r, Users: r}
 }

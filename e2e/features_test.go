@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,6 +157,38 @@ func TestSynapseFeatures(t *testing.T) {
 			t.Errorf("formatted body %q (format %q)", msg.FormattedBody, msg.Format)
 		}
 		peerEvt, peerStanza = evt.ID, stanza
+	})
+
+	t.Run("MentionFromMeta", func(t *testing.T) {
+		// The Meta user's app writes @{number} and lists the JID; the Matrix user
+		// sees a pill of themselves, named by their number, and is mentioned.
+		text := "hello @" + strings.TrimSuffix(c.account, "@interop")
+		_, evt := c.peerSends(t, map[string]any{"text": text, "mentions": []string{c.account}}, "hello +49 170 1110001")
+		peerTexts = append(peerTexts, "hello +49 170 1110001")
+		msg := evt.Content.AsMessage()
+		if want := fmt.Sprintf(`hello <a href="https://matrix.to/#/%s">+49 170 1110001</a>`, alice.ID); msg.FormattedBody != want {
+			t.Errorf("formatted body %q, want %q", msg.FormattedBody, want)
+		}
+		if msg.Mentions == nil || len(msg.Mentions.UserIDs) != 1 || msg.Mentions.UserIDs[0] != alice.ID {
+			t.Errorf("m.mentions %+v, want only %s", msg.Mentions, alice.ID)
+		}
+	})
+
+	t.Run("MentionToMeta", func(t *testing.T) {
+		// A pill of the ghost, as Matrix clients write it, becomes @{number} with the
+		// Meta user's JID in mentionedJid.
+		profile, err := alice.Client.GetProfile(c.ctx, ghost)
+		must(t, err)
+		number := strings.TrimSuffix(peerJID, "@s.whatsapp.net")
+		_, item := c.aliceSends(t, &event.MessageEventContent{MsgType: event.MsgText,
+			Body: profile.DisplayName + " are you there?", Format: event.FormatHTML,
+			FormattedBody: fmt.Sprintf(`<a href="https://matrix.to/#/%s">%s</a> are you there?`, ghost, profile.DisplayName),
+			Mentions:      &event.Mentions{UserIDs: []id.UserID{ghost}}}, "@"+number+" are you there?")
+		aliceTexts = append(aliceTexts, profile.DisplayName+" are you there?")
+		mentions, _ := kit.ItemData(item)["mentions"].([]any)
+		if len(mentions) != 1 || mentions[0] != peerJID {
+			t.Errorf("mentions %v, want [%s]", mentions, peerJID)
+		}
 	})
 
 	t.Run("ReplyFromMeta", func(t *testing.T) {
