@@ -62,6 +62,8 @@ func (ic *InteropClient) handleMessage(ctx context.Context, node stanza.Node) {
 		log.Debug().Str("outcome", string(outcome)).Msg("Incoming message delivered nothing")
 		return
 	}
+	// The message is safe in the outbox: tell the sender's phone it was delivered.
+	ic.sendDeliveryReceipt(ctx, got)
 	ic.waitReplayed(ctx)
 	ic.bridgeIncoming(ctx, got, received)
 }

@@ -80,12 +80,19 @@ func TestSynapseTextBothWays(t *testing.T) {
 			}
 
 			mark := e.alice.Mark()
-			_, err = c.peer.SendText(e.ctx, c.account, "hello from *WhatsApp*")
+			sent, err := c.peer.SendText(e.ctx, c.account, "hello from *WhatsApp*")
 			e.must(err)
 			evt := waitMessage(t, e.alice, mark, c.room, c.ghost, "hello from *WhatsApp*")
 			if msg := evt.Content.AsMessage(); msg.FormattedBody != "hello from <strong>WhatsApp</strong>" {
 				t.Errorf("formatted body %q", msg.FormattedBody)
 			}
+			// The Meta user's app shows the message delivered.
+			_, err = c.peer.WaitInbox(e.ctx, 30*time.Second, "a delivery receipt", url.Values{"kind": {"receipt"}, "id": {sent.ID}},
+				func(item map[string]any) bool {
+					data, _ := item["data"].(map[string]any)
+					return data["receipt"] == "delivered"
+				})
+			e.must(err)
 
 			_, err = e.alice.SendText(e.ctx, c.room, "hello from Matrix")
 			e.must(err)
