@@ -30,16 +30,17 @@ func TestSendError(t *testing.T) {
 		err     error
 		reason  event.MessageStatusReason
 		certain bool
+		final   bool // FAIL_PERMANENT: sending again gets the same answer
 		want    string
 	}{
-		{"not opted in", errcode.Parse("403", "", errcode.ReasonOptIn, ""), event.MessageStatusNoPermission, true, "have not turned on third-party chats for this service on WhatsApp"},
-		{"restricted", errcode.Parse("403", "", errcode.ReasonRestricted, ""), event.MessageStatusNoPermission, true, "restricted from sending"},
-		{"no devices", fmt.Errorf("prepare: %w", interop.ErrNoDevices), event.MessageStatusNoPermission, true, "have not turned on third-party chats"},
-		{"unsupported", errcode.New(406), event.MessageStatusUnsupported, true, "does not accept this kind of message"},
-		{"too large", errcode.New(413), event.MessageStatusUnsupported, true, "too large"},
-		{"no such user", errcode.New(404), event.MessageStatusGenericError, true, "WhatsApp has no user 491709876543@s.whatsapp.net"},
-		{"other code", errcode.New(400), event.MessageStatusGenericError, true, "refused the message (400)"},
-		{"transport", interop.ErrDisconnected, event.MessageStatusGenericError, false, "try again later"},
+		{"not opted in", errcode.Parse("403", "", errcode.ReasonOptIn, ""), event.MessageStatusNoPermission, true, true, "have not turned on third-party chats for this service on WhatsApp"},
+		{"restricted", errcode.Parse("403", "", errcode.ReasonRestricted, ""), event.MessageStatusNoPermission, true, true, "restricted from sending"},
+		{"no devices", fmt.Errorf("prepare: %w", interop.ErrNoDevices), event.MessageStatusNoPermission, true, true, "have not turned on third-party chats"},
+		{"unsupported", errcode.New(406), event.MessageStatusUnsupported, true, true, "does not accept this kind of message"},
+		{"too large", errcode.New(413), event.MessageStatusUnsupported, true, true, "too large"},
+		{"no such user", errcode.New(404), event.MessageStatusGenericError, true, true, "WhatsApp has no user 491709876543@s.whatsapp.net"},
+		{"other code", errcode.New(400), event.MessageStatusGenericError, true, false, "refused the message (400)"},
+		{"transport", interop.ErrDisconnected, event.MessageStatusGenericError, false, false, "try again later"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,6 +51,9 @@ func TestSendError(t *testing.T) {
 			}
 			if !ms.SendNotice || ms.IsCertain != tc.certain || ms.ErrorReason != tc.reason || !strings.Contains(ms.Message, tc.want) {
 				t.Errorf("status %+v, want %q", ms, tc.want)
+			}
+			if final := ms.Status == event.MessageStatusFail; final != tc.final {
+				t.Errorf("status %q, want final = %v", ms.Status, tc.final)
 			}
 		})
 	}

@@ -115,7 +115,7 @@ func (ic *InteropClient) sendError(peer string, err error) error {
 	network := networkDisplayName(ic.Main, ic.Network)
 	if errors.Is(err, interop.ErrNoDevices) {
 		// The gateway lists no devices for users who did not opt in to this integrator.
-		return status.WithIsCertain(true).WithErrorReason(event.MessageStatusNoPermission).
+		return status.WithIsCertain(true).WithStatus(event.MessageStatusFail).WithErrorReason(event.MessageStatusNoPermission).
 			WithMessage(fmt.Sprintf("The recipient cannot be reached: they have not turned on third-party chats for this service on %s", network))
 	}
 	var ce *errcode.Error
@@ -123,6 +123,11 @@ func (ic *InteropClient) sendError(peer string, err error) error {
 		return status.WithMessage("The message could not be delivered to Meta's gateway; try again later")
 	}
 	status = status.WithIsCertain(true)
+	// These refusals come back the same however often the message is sent again.
+	if errors.Is(err, errcode.ErrForbidden) || errors.Is(err, errcode.ErrNotAcceptable) ||
+		errors.Is(err, errcode.ErrTooLarge) || errors.Is(err, errcode.ErrNotFound) {
+		status = status.WithStatus(event.MessageStatusFail)
+	}
 	switch {
 	case errors.Is(err, errcode.ErrForbidden) && ce.Reason == errcode.ReasonRestricted:
 		return status.WithErrorReason(event.MessageStatusNoPermission).
