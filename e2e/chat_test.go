@@ -27,7 +27,35 @@ type chat struct {
 // simulated WhatsApp user peerNumber, through the provisioning API as a client would.
 func (e *env) openChat(number, peerNumber string) *chat {
 	e.t.Helper()
-	alice := e.user("alice")
+	return e.openChatAs(e.user("alice"), number, peerNumber)
+}
+
+// openEncryptedChat starts a stack with end-to-bridge encryption allowed, default
+// and required, and opens a chat for a Matrix user whose client encrypts; it returns
+// once the portal is encrypted.
+func openEncryptedChat(t *testing.T, localpart, number, peerNumber string) *chat {
+	t.Helper()
+	e := startStack(t, false, func(o *kit.StackOptions) {
+		o.BridgeConfig = map[string]any{
+			"encryption.allow":   true,
+			"encryption.default": true,
+			"encryption.require": true,
+		}
+	})
+	alice, err := e.st.Synapse.NewCryptoUser(e.ctx, localpart, t.TempDir())
+	e.must(err)
+	t.Cleanup(alice.Close)
+	c := e.openChatAs(alice, number, peerNumber)
+	_, err = alice.WaitEvent(e.ctx, 30*time.Second, "the portal's encryption", func(evt *event.Event) bool {
+		return evt.RoomID == c.room && evt.Type == event.StateEncryption
+	})
+	e.must(err)
+	return c
+}
+
+// openChatAs is openChat for a given Matrix user.
+func (e *env) openChatAs(alice *kit.User, number, peerNumber string) *chat {
+	e.t.Helper()
 	loginID, err := e.st.LoginBridge(e.ctx, alice, "whatsapp", number)
 	e.must(err)
 	_, err = e.st.WaitLoginState(e.ctx, alice, loginID, "CONNECTED", 30*time.Second)

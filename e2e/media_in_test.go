@@ -246,30 +246,8 @@ func TestSynapseMediaFromMeta(t *testing.T) {
 // homeserver holds only ciphertext, and the Matrix user's client decrypts it to the
 // bytes the Meta user sent.
 func TestSynapseMediaFromMetaEncrypted(t *testing.T) {
-	e := startStack(t, false, func(o *kit.StackOptions) {
-		o.BridgeConfig = map[string]any{
-			"encryption.allow":   true,
-			"encryption.default": true,
-			"encryption.require": true,
-		}
-	})
-	alice, err := e.st.Synapse.NewCryptoUser(e.ctx, "cryptomedia", t.TempDir())
-	e.must(err)
-	t.Cleanup(alice.Close)
-	loginID, err := e.st.LoginBridge(e.ctx, alice, "whatsapp", "+491705550035")
-	e.must(err)
-	_, err = e.st.WaitLoginState(e.ctx, alice, loginID, "CONNECTED", 30*time.Second)
-	e.must(err)
-	peer, err := e.st.Sim.NewUser(e.ctx, "+491706660036", nil)
-	e.must(err)
-	room, err := e.st.StartChat(e.ctx, alice, loginID, "+491706660036")
-	e.must(err)
-	_, err = alice.WaitEvent(e.ctx, 30*time.Second, "own join in the portal", func(evt *event.Event) bool {
-		return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == alice.ID.String() &&
-			evt.Content.AsMember().Membership == event.MembershipJoin
-	})
-	e.must(err)
-	c := &chat{env: e, loginID: loginID, account: "7-491705550035@interop", peer: peer, room: room}
+	c := openEncryptedChat(t, "cryptomedia", "+491705550035", "+491706660036")
+	e, alice, room := c.env, c.alice, c.room
 
 	for _, k := range []mediaKind{mediaKinds[0], mediaKinds[2]} {
 		t.Run(k.kind, func(t *testing.T) {

@@ -325,36 +325,8 @@ func TestSynapseMediaOut(t *testing.T) {
 // itself (an m.file with `file`, not `url`): the bridge downloads it, decrypts and
 // verifies it, and the Meta user receives exactly the plaintext.
 func TestSynapseMediaOutEncrypted(t *testing.T) {
-	e := startStack(t, false, func(o *kit.StackOptions) {
-		o.BridgeConfig = map[string]any{
-			"encryption.allow":   true,
-			"encryption.default": true,
-			"encryption.require": true,
-		}
-	})
-	alice, err := e.st.Synapse.NewCryptoUser(e.ctx, "cryptomedia", t.TempDir())
-	e.must(err)
-	t.Cleanup(alice.Close)
-	loginID, err := e.st.LoginBridge(e.ctx, alice, "whatsapp", "+491705550045")
-	e.must(err)
-	_, err = e.st.WaitLoginState(e.ctx, alice, loginID, "CONNECTED", 30*time.Second)
-	e.must(err)
-	peer, err := e.st.Sim.NewUser(e.ctx, "+491706660046", nil)
-	e.must(err)
-	room, err := e.st.StartChat(e.ctx, alice, loginID, "+491706660046")
-	e.must(err)
-	for what, match := range map[string]func(*event.Event) bool{
-		"the portal's encryption": func(evt *event.Event) bool {
-			return evt.RoomID == room && evt.Type == event.StateEncryption
-		},
-		"own join in the portal": func(evt *event.Event) bool {
-			return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == alice.ID.String() &&
-				evt.Content.AsMember().Membership == event.MembershipJoin
-		},
-	} {
-		_, err = alice.WaitEvent(e.ctx, 30*time.Second, what, match)
-		e.must(err)
-	}
+	c := openEncryptedChat(t, "cryptomedia", "+491705550045", "+491706660046")
+	e, alice, peer, room := c.env, c.alice, c.peer, c.room
 
 	plain := append([]byte("%PDF-1.4\n"), randomData(t, 150_000)...)
 	ef := attachment.NewEncryptedFile()
