@@ -1,141 +1,45 @@
 //go:build synapse
 
 // The check against the real Synapse (run as root: `go test -tags goolm,synapse
-// ./connector/verify`). It starts Synapse from scripts/synapse-chroot.sh on a free
-// port, so it is kept out of the default run, which many engineers repeat.
+// ./connector/verify`). It starts Synapse with the end-to-end kit (the cached chroot
+// of scripts/synapse-chroot.sh, a free port), so it is kept out of the default run.
 
 package verify
 
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/e2e/kit"
 )
 
-const synapseSecret = "verify-test-registration-secret"
-
 type realSynapse struct {
-	url    string
+	*kit.Synapse
 	client *http.Client
 }
 
-// startSynapse runs Synapse inside the cached chroot with its own config and SQLite
-// database, and stops it (by its process group) when the test ends.
+// startSynapse runs Synapse from the cached chroot (through the end-to-end kit) and
+// stops it when the test ends.
 func startSynapse(t *testing.T) *realSynapse {
 	t.Helper()
-	out, err := exec.Command("bash", "../../scripts/synapse-chroot.sh").Output()
-	if err != nil {
-		t.Fatalf("failed to get the Synapse chroot: %v", err)
-	}
-	root := strings.TrimSpace(string(out))
-	dir, err := os.MkdirTemp(filepath.Join(root, "tmp"), "verify-synapse-")
+	root, err := kit.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	inside := "/tmp/" + filepath.Base(dir)
-
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := kit.StartSynapse(context.Background(), kit.SynapseOptions{ServerName: "example.org", RepoRoot: root})
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-
-	cfg := fmt.Sprintf(`server_name: "example.org"
-pid_file: %[1]s/hs.pid
-listeners:
-  - port: %[2]d
-    bind_addresses: ['127.0.0.1']
-    type: http
-    tls: false
-    resources:
-      - names: [client]
-        compress: false
-database:
-  name: sqlite3
-  args:
-    database: %[1]s/hs.db
-media_store_path: %[1]s/media
-signing_key_path: %[1]s/signing.key
-registration_shared_secret: %[3]q
-report_stats: false
-trusted_key_servers: []
-suppress_key_server_warning: true
-rc_login:
-  address: {per_second: 1000, burst_count: 1000}
-  account: {per_second: 1000, burst_count: 1000}
-`, inside, port, synapseSecret)
-	if err := os.WriteFile(filepath.Join(dir, "hs.yaml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	synapse := func(args ...string) *exec.Cmd {
-		cmd := exec.Command("chroot", append([]string{root, "python3", "-m", "synapse.app.homeserver", "-c", inside + "/hs.yaml"}, args...)...)
-		cmd.Dir = "/"
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		return cmd
-	}
-	if out, err := synapse("--generate-keys").CombinedOutput(); err != nil {
-		t.Fatalf("failed to generate Synapse keys: %v\n%s", err, out)
-	}
-	logFile, err := os.Create(filepath.Join(dir, "synapse.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := synapse()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("failed to start Synapse: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		_ = logFile.Close()
-	})
-
-	s := &realSynapse{url: fmt.Sprintf("http://127.0.0.1:%d", port), client: &http.Client{Timeout: 10 * time.Second}}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := s.client.Get(s.url + "/_matrix/client/versions")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "synapse.log"))
-			t.Fatalf("Synapse exited: %v\n%s", err, log)
-		case <-time.After(200 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("Synapse did not start within 60 s")
-		}
-	}
+	t.Cleanup(s.Stop)
+	return &realSynapse{Synapse: s, client: &http.Client{Timeout: 10 * time.Second}}
 }
 
 // call does one JSON request and decodes the answer into out, failing on a non-2xx.
@@ -148,7 +52,7 @@ func (s *realSynapse) call(t *testing.T, method, path, token string, body, out a
 	} else {
 		rd = bytes.NewReader(nil)
 	}
-	req, _ := http.NewRequest(method, s.url+path, rd)
+	req, _ := http.NewRequest(method, s.URL+path, rd)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -169,22 +73,14 @@ func (s *realSynapse) call(t *testing.T, method, path, token string, body, out a
 	}
 }
 
-// registerAdmin creates a server admin with the shared-secret registration API and
-// returns its access token.
+// registerAdmin creates a server admin and returns its access token.
 func (s *realSynapse) registerAdmin(t *testing.T, localpart string) string {
-	var nonce struct{ Nonce string }
-	s.call(t, http.MethodGet, "/_synapse/admin/v1/register", "", nil, &nonce)
-	const password = "admin-password-0"
-	mac := hmac.New(sha1.New, []byte(synapseSecret))
-	mac.Write([]byte(nonce.Nonce + "\x00" + localpart + "\x00" + password + "\x00admin"))
-	var resp struct {
-		AccessToken string `json:"access_token"`
+	t.Helper()
+	token, err := s.RegisterUser(context.Background(), localpart, "admin-password-0", true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	s.call(t, http.MethodPost, "/_synapse/admin/v1/register", "", map[string]any{
-		"nonce": nonce.Nonce, "username": localpart, "password": password, "admin": true,
-		"mac": hex.EncodeToString(mac.Sum(nil)),
-	}, &resp)
-	return resp.AccessToken
+	return token
 }
 
 func TestThreepidAgainstRealSynapse(t *testing.T) {
@@ -210,7 +106,7 @@ func TestThreepidAgainstRealSynapse(t *testing.T) {
 		"password": "alice-password-0",
 	}, &login)
 
-	v, err := NewThreepid(s.url, adminTok, nil)
+	v, err := NewThreepid(s.URL, adminTok, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +135,7 @@ func TestThreepidAgainstRealSynapse(t *testing.T) {
 
 	for name, token := range map[string]string{"unknown token": "syt_not_a_token", "non-admin token": login.AccessToken} {
 		t.Run(name, func(t *testing.T) {
-			bad, err := NewThreepid(s.url, token, nil)
+			bad, err := NewThreepid(s.URL, token, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
