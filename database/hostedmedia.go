@@ -75,17 +75,6 @@ func (d *Database) HostedMediaOfMessage(ctx context.Context, loginID, messageID 
 	return collectNames(rows, err, "failed to list a message's hosted media")
 }
 
-// DeleteHostedMediaOfMessage deletes the rows of a message's blobs and returns their
-// names. The caller then deletes the blobs themselves; one that prefers never to
-// orphan a blob (a crash between the two steps) deletes the blobs first, through
-// HostedMediaOfMessage and DeleteHostedMedia.
-func (d *Database) DeleteHostedMediaOfMessage(ctx context.Context, loginID, messageID string) ([]string, error) {
-	rows, err := d.db.Query(ctx, `
-		DELETE FROM interop_bridge_hosted_media WHERE login_id=$1 AND message_id=$2 RETURNING name`,
-		loginID, messageID)
-	return collectNames(rows, err, "failed to delete a message's hosted media")
-}
-
 // HostedMediaBefore lists up to limit names of blobs created before t, oldest first.
 func (d *Database) HostedMediaBefore(ctx context.Context, t time.Time, limit int) ([]string, error) {
 	rows, err := d.db.Query(ctx, `
