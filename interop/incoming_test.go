@@ -215,6 +215,9 @@ func TestIdentityChanges(t *testing.T) {
 	// Bob reinstalls under the same JID with new keys; alice still has his old session.
 	alice.send(t, bobJID, textMsg("again"))
 	bob.receiveText(t, aliceJID, "again")
+	// The old install acks "again" before it goes; otherwise the gateway redelivers it
+	// to the new one, which cannot decrypt it (seen once under load).
+	waitUntil(t, func() bool { return gw.pendingFor(bobJID) == 0 })
 	bob.stop()
 	acc, err := memstore.NewAccount(bobJID)
 	if err != nil {
