@@ -5,7 +5,7 @@ GOFLAGS_BRIDGE := -tags goolm
 # none answers.
 export INTEROP_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: test vet unit e2e e2e-crash-postgres demo bench bench-interop generate
+.PHONY: test vet unit e2e e2e-crash demo bench bench-interop generate
 
 test: vet unit e2e
 
@@ -26,12 +26,12 @@ e2e:
 	bash scripts/ensure-postgres.sh
 	$(GO) test -tags goolm,synapse -count=1 -timeout 30m -run Synapse ./connector/... ./e2e/...
 
-# The SIGKILL test on PostgreSQL, kept out of make test while a rare loss there is
-# open (see e2e/crash_test.go).
-e2e-crash-postgres:
+# The SIGKILL test (SQLite and PostgreSQL), kept out of make test while a rare loss
+# there is open (see e2e/crash_test.go).
+e2e-crash:
 	bash scripts/synapse-chroot.sh >/dev/null
 	bash scripts/ensure-postgres.sh
-	E2E_CRASH_POSTGRES=1 $(GO) test -tags goolm,synapse -count=1 -timeout 30m -run 'TestSynapseSIGKILLLosesNothing' ./e2e/
+	E2E_CRASH=1 $(GO) test -tags goolm,synapse -count=1 -timeout 30m -run 'TestSynapseSIGKILLLosesNothing' ./e2e/
 
 # The demo stack: Synapse + metasim + the bridge on SQLite, a scripted conversation,
 # then it stays up for a Matrix client until Ctrl-C.
