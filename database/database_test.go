@@ -44,13 +44,13 @@ func TestUpgradeBesideInteropStore(t *testing.T) {
 			t.Fatalf("second upgrade: %v", err)
 		}
 		for _, table := range []string{VersionTable, "interop_store_version", "interop_bridge_login_token",
-			"interop_bridge_number", "interop_bridge_as_txn", "interop_bridge_incoming", "interop_bridge_hosted_media", "interop_account"} {
+			"interop_bridge_number", "interop_bridge_as_txn", "interop_bridge_incoming", "interop_bridge_hosted_media", "interop_bridge_as_cursor", "interop_account"} {
 			if ok, err := raw.TableExists(ctx, table); err != nil || !ok {
 				t.Errorf("table %s exists=%v err=%v", table, ok, err)
 			}
 		}
 		var version int
-		if err := raw.QueryRow(ctx, "SELECT version FROM "+VersionTable).Scan(&version); err != nil || version != 3 {
+		if err := raw.QueryRow(ctx, "SELECT version FROM "+VersionTable).Scan(&version); err != nil || version != 4 {
 			t.Errorf("schema version %d, err %v", version, err)
 		}
 	})

@@ -1,4 +1,4 @@
--- v0 -> v3: Latest revision
+-- v0 -> v4: Latest revision
 
 -- Login tokens the gateway checks through the auth callback (PROTOCOL.md section 9).
 -- Only a SHA-256 of each token is kept: a leaked database does not let anyone log in.
@@ -79,3 +79,11 @@ CREATE TABLE interop_bridge_hosted_media (
 );
 CREATE INDEX interop_bridge_hosted_media_message_idx ON interop_bridge_hosted_media (login_id, message_id);
 CREATE INDEX interop_bridge_hosted_media_created_idx ON interop_bridge_hosted_media (created_at);
+
+-- Matrix catch-up cursor.
+-- Where the bridge bot's /sync stopped when it last looked for Matrix events the
+-- homeserver accepted but never delivered in an appservice transaction.
+CREATE TABLE interop_bridge_as_cursor (
+	name  TEXT PRIMARY KEY, -- what the cursor is for ("catchup")
+	value TEXT NOT NULL      -- the sync token (next_batch)
+);
