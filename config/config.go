@@ -54,6 +54,25 @@ type MetricsConfig struct {
 	Listen  string `yaml:"listen"`
 }
 
+// CatchUpConfig is how often the bridge looks for Matrix events the homeserver
+// accepted but never delivered to it (see connector/astxn's CatchUp).
+type CatchUpConfig struct {
+	// IntervalSeconds between looks; 0 or less turns the catch-up off.
+	IntervalSeconds int `yaml:"interval_seconds"`
+	// GraceSeconds an event may still be on its way in a transaction.
+	GraceSeconds int `yaml:"grace_seconds"`
+}
+
+// Interval is the time between looks (0: off).
+func (c *CatchUpConfig) Interval() time.Duration {
+	return time.Duration(max(c.IntervalSeconds, 0)) * time.Second
+}
+
+// Grace is how long an event may be in flight before it counts as missed.
+func (c *CatchUpConfig) Grace() time.Duration {
+	return time.Duration(max(c.GraceSeconds, 0)) * time.Second
+}
+
 // MediaConfig is how the bridge hosts the media its users send and which sizes it
 // accepts (PROTOCOL.md section 7).
 type MediaConfig struct {
@@ -159,6 +178,7 @@ type NetworkConfig struct {
 	DisplaynameTemplate string         `yaml:"displayname_template"`
 	Metrics             MetricsConfig  `yaml:"metrics"`
 	Media               MediaConfig    `yaml:"media"`
+	MatrixCatchUp       CatchUpConfig  `yaml:"matrix_catchup"`
 
 	displaynameTemplate *template.Template `yaml:"-"`
 }
@@ -253,6 +273,8 @@ func upgradeConfig(helper up.Helper) {
 	for _, kind := range MediaKinds() {
 		helper.Copy(up.Int, "media", "max_size_mib", kind)
 	}
+	helper.Copy(up.Int, "matrix_catchup", "interval_seconds")
+	helper.Copy(up.Int, "matrix_catchup", "grace_seconds")
 }
 
 // Upgrader carries an existing config's values onto base (the example config), so

@@ -46,6 +46,7 @@ func TestExampleConfigDefaults(t *testing.T) {
 		Metrics:             config.MetricsConfig{Listen: "127.0.0.1:8001"},
 		Media: config.MediaConfig{StorePath: config.DefaultMediaStorePath, RetentionDays: config.DefaultMediaRetentionDays,
 			MaxSizeMiB: config.DefaultMediaSizes},
+		MatrixCatchUp: config.CatchUpConfig{IntervalSeconds: 60, GraceSeconds: 30},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("example config parsed as\n%+v\nwant\n%+v", cfg, want)
@@ -94,6 +95,9 @@ media:
         video: 50
         audio: 6
         document: 99
+matrix_catchup:
+    interval_seconds: 5
+    grace_seconds: 2
 `
 	want := parse(t, full)
 	got := parse(t, upgrade(t, full))

@@ -65,6 +65,14 @@ func (c *InteropConnector) startTracker() {
 		} else if n > 0 {
 			log.Info().Int("count", n).Msg("Replayed Matrix events received before the last stop")
 		}
+		if interval := c.Config.MatrixCatchUp.Interval(); interval > 0 {
+			catchUp := &astxn.CatchUp{Tracker: c.tracker, AS: mx.AS, Cursor: c.DB,
+				Interval: interval, Grace: c.Config.MatrixCatchUp.Grace(),
+				Ignore: func(userID id.UserID) bool {
+					return userID == mx.AS.BotMXID() || c.Bridge.IsGhostMXID(userID)
+				}}
+			catchUp.Run(ctx)
+		}
 	}()
 	go c.tracker.PruneLoop(ctx, time.Hour, replayMaxAge)
 }

@@ -175,6 +175,9 @@ func (t *Tracker) takeFresh(ids []string, handled map[string]bool) map[string]st
 		if _, seen := t.delivered[evtID]; seen {
 			continue
 		}
+		if _, done := t.recent[evtID]; done {
+			continue
+		}
 		t.delivered[evtID] = struct{}{}
 		fresh[evtID] = struct{}{}
 	}

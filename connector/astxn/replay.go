@@ -57,28 +57,35 @@ func (t *Tracker) Replay(ctx context.Context, as *appservice.AppService) (int, e
 	if len(events) == 0 {
 		return 0, nil
 	}
+	txnID := fmt.Sprintf("interop-replay-%d", t.Now().UnixNano())
+	if err := inject(ctx, as, txnID, events); err != nil {
+		t.forget(fresh)
+		return 0, err
+	}
+	zerolog.Ctx(ctx).Info().Str("transaction_id", txnID).Int("events", len(events)).
+		Msg("Replayed appservice events stored before the last stop")
+	return len(events), nil
+}
+
+// inject hands events to the appservice's router as one synthetic transaction, past
+// the middleware (the caller stored them already).
+func inject(ctx context.Context, as *appservice.AppService, txnID string, events []json.RawMessage) error {
 	body, err := json.Marshal(map[string]any{"events": events})
 	if err != nil {
-		t.forget(fresh)
-		return 0, fmt.Errorf("failed to encode replayed transaction: %w", err)
+		return fmt.Errorf("failed to encode transaction %s: %w", txnID, err)
 	}
-	txnID := fmt.Sprintf("interop-replay-%d", t.Now().UnixNano())
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, txnPathPrefix+txnID, bytes.NewReader(body))
 	if err != nil {
-		t.forget(fresh)
-		return 0, fmt.Errorf("failed to build replayed transaction: %w", err)
+		return fmt.Errorf("failed to build transaction %s: %w", txnID, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+as.Registration.ServerToken)
 	req.Header.Set("Content-Type", "application/json")
 	rec := &recorder{header: make(http.Header), status: http.StatusOK}
 	as.Router.ServeHTTP(rec, req)
 	if rec.status != http.StatusOK {
-		t.forget(fresh)
-		return 0, fmt.Errorf("appservice refused the replayed transaction with status %d: %s", rec.status, rec.body.Bytes())
+		return fmt.Errorf("appservice refused transaction %s with status %d: %s", txnID, rec.status, rec.body.Bytes())
 	}
-	zerolog.Ctx(ctx).Info().Str("transaction_id", txnID).Int("events", len(events)).
-		Msg("Replayed appservice events stored before the last stop")
-	return len(events), nil
+	return nil
 }
 
 // recorder is the response writer of a replayed transaction.

@@ -15,7 +15,8 @@
 // Wiring, in the network connector: in Init (after bridgev2's Matrix connector's Init,
 // before the appservice listens) Attach(mc.AS, mc.EventProcessor); in Start, after the
 // bridge database is upgraded, go Replay(ctx, mc.AS) and go PruneLoop(ctx, time.Hour,
-// 24*time.Hour).
+// 24*time.Hour); after the replay, CatchUp.Run finds the events the homeserver accepted
+// but never sent in a transaction (catchup.go).
 //
 // It must not import the parent connector package, the interop protocol client or the
 // simulator: it only knows the appservice, bridgev2's event processor and the bridge's
@@ -110,6 +111,11 @@ type Tracker struct {
 	// claimed holds the events the connector took over: it marks them itself once the
 	// gateway acked (or refused) them, so the dispatch hook leaves them alone.
 	claimed map[string]struct{}
+	// recent holds the events handled lately (at most recentHandledMax), so that an
+	// event marked handled between a reader's HandledOf and its takeFresh is still
+	// recognised: MarkHandled drops it from delivered at that moment.
+	recent     map[string]struct{}
+	recentList []string
 	// held, when not nil, is closed by the first Replay: until then new transactions
 	// wait, so that events stored before a crash are processed before newer ones.
 	held     chan struct{}
@@ -167,6 +173,7 @@ func New(store Store, types ...event.Type) *Tracker {
 		Now:       time.Now,
 		delivered: make(map[string]struct{}),
 		claimed:   make(map[string]struct{}),
+		recent:    make(map[string]struct{}),
 	}
 	for _, typ := range types {
 		t.types[typ.Type] = struct{}{}
@@ -197,8 +204,26 @@ func (t *Tracker) MarkHandled(ctx context.Context, eventID string) error {
 	t.mu.Lock()
 	delete(t.claimed, eventID)
 	delete(t.delivered, eventID)
+	t.rememberHandled(eventID)
 	t.mu.Unlock()
 	return nil
+}
+
+// recentHandledMax bounds the memory of recently handled events: the window it covers
+// is one database round trip, in which far fewer events are handled.
+const recentHandledMax = 4096
+
+// rememberHandled records eventID as handled lately. The caller holds t.mu.
+func (t *Tracker) rememberHandled(eventID string) {
+	if _, ok := t.recent[eventID]; ok {
+		return
+	}
+	if len(t.recentList) >= recentHandledMax {
+		delete(t.recent, t.recentList[0])
+		t.recentList = t.recentList[1:]
+	}
+	t.recent[eventID] = struct{}{}
+	t.recentList = append(t.recentList, eventID)
 }
 
 // Hook appends, for every tracked type, a last handler to ep that marks the event
