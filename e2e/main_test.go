@@ -93,6 +93,13 @@ func startStack(t *testing.T, postgres bool, adjust func(*kit.StackOptions)) *en
 	if adjust != nil {
 		adjust(&o)
 	}
+	simLog := filepath.Join(o.Dir, "metasim.log")
+	if o.MetasimLog == nil {
+		if f, err := os.Create(simLog); err == nil {
+			t.Cleanup(func() { _ = f.Close() })
+			o.MetasimLog = f
+		}
+	}
 	st, err := kit.StartStack(ctx, o)
 	if err != nil {
 		t.Fatalf("failed to start the stack: %v", err)
@@ -100,7 +107,7 @@ func startStack(t *testing.T, postgres bool, adjust func(*kit.StackOptions)) *en
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs at failure:\n%s", st.Logs(60))
-			keepLogs(t, st)
+			keepLogs(t, st, simLog)
 		}
 		st.Close()
 	})
@@ -154,7 +161,7 @@ func inboxText(text string) func(map[string]any) bool {
 
 // keepLogs copies the bridge's and Synapse's whole logs to
 // $E2E_LOG_DIR (default /tmp/e2e-logs) when a test fails.
-func keepLogs(t *testing.T, st *kit.Stack) {
+func keepLogs(t *testing.T, st *kit.Stack, simLog string) {
 	dir := os.Getenv("E2E_LOG_DIR")
 	if dir == "" {
 		dir = filepath.Join(os.TempDir(), "e2e-logs")
@@ -163,7 +170,7 @@ func keepLogs(t *testing.T, st *kit.Stack) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return
 	}
-	for suffix, path := range map[string]string{"bridge": st.Bridge.LogPath, "synapse": st.Synapse.LogPath} {
+	for suffix, path := range map[string]string{"bridge": st.Bridge.LogPath, "synapse": st.Synapse.LogPath, "metasim": simLog} {
 		if data, err := os.ReadFile(path); err == nil {
 			_ = os.WriteFile(filepath.Join(dir, name+"."+suffix+".log"), data, 0o600)
 		}

@@ -24,6 +24,8 @@ type MetasimOptions struct {
 	CallbackBase string
 	// Log receives the simulator's log (JSON); nil discards it.
 	Log io.Writer
+	// Debug logs at debug level rather than info.
+	Debug bool
 	// Adjust changes the configuration before the start (limits, say).
 	Adjust func(*metasim.Config)
 }
@@ -63,7 +65,11 @@ func StartMetasim(ctx context.Context, o MetasimOptions) (*Metasim, error) {
 	if w == nil {
 		w = io.Discard
 	}
-	log := zerolog.New(w).With().Timestamp().Str("component", "metasim").Logger().Level(zerolog.InfoLevel)
+	level := zerolog.InfoLevel
+	if o.Debug {
+		level = zerolog.DebugLevel
+	}
+	log := zerolog.New(w).With().Timestamp().Str("component", "metasim").Logger().Level(level)
 	sim, err := metasim.New(ctx, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("failed to set up metasim: %w", err)

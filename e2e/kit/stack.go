@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	_ "github.com/lib/pq"
+	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim"
@@ -42,6 +45,13 @@ type StackOptions struct {
 	Progress io.Writer
 	// MetasimLog receives the simulator's log.
 	MetasimLog io.Writer
+	// MetasimDebug logs the simulator at debug level.
+	MetasimDebug bool
+	// TransactionProxy, when set, stands between Synapse and the bridge's appservice
+	// listener: Synapse's registration points at a proxy that hands each request to
+	// TransactionProxy(forward), forward being the way on to the bridge. Tests use it
+	// to lose a transaction as a homeserver bug would.
+	TransactionProxy func(forward http.Handler) http.Handler
 	// DoublePuppet installs a second appservice registration whose token lets the
 	// bridge act as any local user (the double puppeting setup of mautrix bridges),
 	// and gives the bridge its as_token secret.
@@ -55,6 +65,7 @@ type Stack struct {
 	Bridge  *Bridge
 
 	dropDB func()
+	proxy  *http.Server
 }
 
 // StartStack starts metasim (in process), then writes the bridge's config and
@@ -80,11 +91,16 @@ func StartStack(ctx context.Context, o StackOptions) (st *Stack, err error) {
 	if err != nil {
 		return st, err
 	}
-	st.Sim, err = StartMetasim(ctx, MetasimOptions{CallbackBase: st.Bridge.URL, Adjust: o.Metasim, Log: o.MetasimLog})
+	st.Sim, err = StartMetasim(ctx, MetasimOptions{CallbackBase: st.Bridge.URL, Adjust: o.Metasim, Log: o.MetasimLog, Debug: o.MetasimDebug})
 	if err != nil {
 		return st, err
 	}
 	registrations := []string{st.Bridge.RegistrationPath}
+	if o.TransactionProxy != nil {
+		if st.proxy, err = proxyRegistration(st.Bridge, o.TransactionProxy); err != nil {
+			return st, err
+		}
+	}
 	values := map[string]any{}
 	if o.DoublePuppet {
 		path, token, err := writeDoublePuppetRegistration(o.Dir)
@@ -125,6 +141,9 @@ func (st *Stack) Close() {
 	}
 	if st.Synapse != nil {
 		st.Synapse.Stop()
+	}
+	if st.proxy != nil {
+		_ = st.proxy.Close()
 	}
 	if st.Sim != nil {
 		st.Sim.Close()
@@ -287,4 +306,38 @@ namespaces:
 		return "", "", fmt.Errorf("failed to write the double puppet registration: %w", err)
 	}
 	return path, token, nil
+}
+
+// proxyRegistration starts a proxy in front of the bridge's appservice listener and
+// points the bridge's registration (as Synapse reads it) at the proxy.
+func proxyRegistration(b *Bridge, wrap func(http.Handler) http.Handler) (*http.Server, error) {
+	target, err := url.Parse(b.URL)
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("failed to listen for the transaction proxy: %w", err)
+	}
+	srv := &http.Server{Handler: wrap(httputil.NewSingleHostReverseProxy(target)), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	data, err := os.ReadFile(b.RegistrationPath)
+	if err != nil {
+		_ = srv.Close()
+		return nil, err
+	}
+	var reg map[string]any
+	if err := yaml.Unmarshal(data, &reg); err != nil {
+		_ = srv.Close()
+		return nil, fmt.Errorf("failed to read the registration: %w", err)
+	}
+	reg["url"] = "http://" + l.Addr().String()
+	if data, err = yaml.Marshal(reg); err == nil {
+		err = os.WriteFile(b.RegistrationPath, data, 0o600)
+	}
+	if err != nil {
+		_ = srv.Close()
+		return nil, fmt.Errorf("failed to point the registration at the proxy: %w", err)
+	}
+	return srv, nil
 }
