@@ -263,9 +263,17 @@ func (a *Account) consume(ctx context.Context, evt Event) bool {
 }
 
 // handleNotification handles key, identity and device notifications and acks them.
+// Group changes pass on to the handler (which acks them), after a member left or was
+// removed has made this account start a new sender key for its next group message
+// (PROTOCOL.md section 6).
 func (a *Account) handleNotification(ctx context.Context, e *IncomingNotification) bool {
 	log := a.logger(ctx)
 	typ := e.Node.Attr("type")
+	if gc, ok := e.Info.(*GroupChange); ok && len(gc.Left()) > 0 {
+		if err := a.ResetGroupSenderKey(ctx, gc.Group); err != nil {
+			log.Warn().Err(err).Stringer("group", gc.Group).Msg("Failed to start a new sender key after a member left")
+		}
+	}
 	if typ != "encrypt" && typ != "devices" {
 		return false
 	}

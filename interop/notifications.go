@@ -9,7 +9,7 @@ import (
 )
 
 // NotificationInfo is the typed content of a notification this package knows:
-// *PreKeysLow, *IdentityChanged, *DevicesChanged or *AccountRestricted.
+// *PreKeysLow, *IdentityChanged, *DevicesChanged, *AccountRestricted or *GroupChange.
 type NotificationInfo interface{ isNotificationInfo() }
 
 // PreKeysLow: the gateway holds only Count one-time prekeys of this account; upload
@@ -48,10 +48,11 @@ var (
 	_ NotificationInfo = (*IdentityChanged)(nil)
 	_ NotificationInfo = (*DevicesChanged)(nil)
 	_ NotificationInfo = (*AccountRestricted)(nil)
+	_ NotificationInfo = (*GroupChange)(nil)
 )
 
-// ParseNotification reads the notifications of PROTOCOL.md sections 5 and 8. Others
-// (groups, future kinds) give (nil, nil) and pass through as nodes. A known kind with a
+// ParseNotification reads the notifications of PROTOCOL.md sections 5, 6 and 8.
+// Others (future kinds) give (nil, nil) and pass through as nodes. A known kind with a
 // malformed body gives an error.
 func ParseNotification(n stanza.Node) (NotificationInfo, error) {
 	if n.Tag != "notification" {
@@ -64,6 +65,8 @@ func ParseNotification(n stanza.Node) (NotificationInfo, error) {
 		return parseDevicesNotification(n)
 	case "account_sync":
 		return parseAccountSync(n)
+	case "w:gp2":
+		return parseGroupNotification(n)
 	}
 	return nil, nil
 }

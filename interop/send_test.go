@@ -101,7 +101,8 @@ func TestEventsAndAcks(t *testing.T) {
 		{Tag: "receipt", Attrs: stanza.Attrs{"id": "M0", "from": "491701234567@s.whatsapp.net", "type": "read", "t": "2"}},
 		{Tag: "notification", Attrs: stanza.Attrs{"id": "N1", "from": "s.whatsapp.net", "type": "encrypt"},
 			Content: []stanza.Node{{Tag: "count", Attrs: stanza.Attrs{"value": "3"}}}},
-		{Tag: "notification", Attrs: stanza.Attrs{"id": "N2", "from": "1-2@g.us", "type": "w:gp2"}},
+		{Tag: "notification", Attrs: stanza.Attrs{"id": "N2", "from": "1-2@g.us", "type": "w:gp2", "participant": "491701234567@s.whatsapp.net"},
+			Content: []stanza.Node{{Tag: "leave"}}},
 		{Tag: "chatstate", Attrs: stanza.Attrs{"from": "491701234567@s.whatsapp.net"}, Content: []stanza.Node{{Tag: "composing"}}},
 		{Tag: "ib", Content: []stanza.Node{{Tag: "offline", Attrs: stanza.Attrs{"count": "5"}}}},
 		{Tag: "ib", Content: []stanza.Node{{Tag: "dirty"}}},
@@ -122,7 +123,11 @@ func TestEventsAndAcks(t *testing.T) {
 			n, ok := e.(*IncomingNotification)
 			return ok && n.Err == nil && reflect.DeepEqual(n.Info, &PreKeysLow{Count: 3})
 		},
-		func(e Event) bool { n, ok := e.(*IncomingNotification); return ok && n.Info == nil && n.Err == nil },
+		func(e Event) bool {
+			n, ok := e.(*IncomingNotification)
+			gc, isGroup := n.Info.(*GroupChange)
+			return ok && n.Err == nil && isGroup && gc.Action == "leave"
+		},
 		func(e Event) bool { _, ok := e.(*IncomingChatState); return ok },
 		func(e Event) bool { o, ok := e.(*OfflineDone); return ok && o.Count == 5 },
 		func(e Event) bool { _, ok := e.(*IncomingIB); return ok },

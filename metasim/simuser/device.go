@@ -226,7 +226,7 @@ func (d *device) onNotification(ctx context.Context, e *interop.IncomingNotifica
 	n := e.Node
 	switch n.Attr("type") {
 	case "w:gp2":
-		d.onGroupNotification(ctx, n)
+		d.onGroupNotification(ctx, e)
 	case "account_sync":
 		if r, ok := e.Info.(*interop.AccountRestricted); ok {
 			d.record(ctx, &Item{Kind: KindRestriction, Data: ItemData{Restriction: &Restriction{Reason: r.Reason, Until: r.Until}}})

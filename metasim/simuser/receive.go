@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
@@ -358,41 +357,18 @@ func mediaErrorKind(err error) (string, int) {
 	return "failed", 0
 }
 
-// onGroupNotification records a group change; after a member left or was removed,
-// this device starts a new sender key for its next group message (section 6).
-func (d *device) onGroupNotification(ctx context.Context, n stanza.Node) {
-	group, err := jid.Parse(n.Attr("from"))
-	children := n.Children()
-	if err != nil || !group.IsGroup() || len(children) == 0 {
-		d.log.Debug().Msg("Malformed group notification")
+// onGroupNotification records a group change. After a member left or was removed
+// the Account itself starts a new sender key for this device's next group message
+// (section 6).
+func (d *device) onGroupNotification(ctx context.Context, e *interop.IncomingNotification) {
+	gc, ok := e.Info.(*interop.GroupChange)
+	if !ok {
+		d.log.Debug().AnErr("parse_error", e.Err).Msg("Malformed group notification")
 		return
 	}
-	actor, _ := jid.Parse(n.Attr("participant"))
-	ch := children[0]
-	gc := &GroupChange{Action: ch.Tag}
-	participants := ch.ChildrenByTag("participant")
-	switch ch.Tag {
-	case "create":
-		g, _ := ch.Child("group")
-		gc.Subject = g.Attr("subject")
-		participants = g.ChildrenByTag("participant")
-	case "subject":
-		gc.Subject = ch.Text()
-	case "description":
-		body, _ := ch.Child("body")
-		gc.Description = body.Text()
+	change := &GroupChange{Action: gc.Action, Subject: gc.Subject, Description: gc.Description}
+	for _, p := range gc.Participants {
+		change.Participants = append(change.Participants, p.JID.String())
 	}
-	for _, p := range participants {
-		gc.Participants = append(gc.Participants, p.Attr("jid"))
-	}
-	var ts time.Time
-	if t, err := n.AttrInt("t"); err == nil {
-		ts = time.Unix(t, 0)
-	}
-	d.record(ctx, &Item{Kind: KindGroup, Chat: group, Sender: actor, Timestamp: ts, Data: ItemData{Group: gc}})
-	if ch.Tag == "remove" || ch.Tag == "leave" {
-		if err := d.acc.ResetGroupSenderKey(ctx, group); err != nil {
-			d.log.Warn().Err(err).Msg("Failed to start a new sender key after a member left")
-		}
-	}
+	d.record(ctx, &Item{Kind: KindGroup, Chat: gc.Group, Sender: gc.Actor, Timestamp: gc.Time, Data: ItemData{Group: change}})
 }
