@@ -78,6 +78,9 @@ type InteropConnector struct {
 	metrics       *metrics.Metrics
 	metricsServer *metrics.Server
 
+	// direct is on when bridgev2's direct media is enabled (directmedia.go).
+	direct directMedia
+
 	validated bool
 	// started is closed once Start has upgraded the tables; logins wait for it, since
 	// bridgev2 serves provisioning (and login commands) before the network starts.
@@ -91,6 +94,7 @@ var (
 	_ bridgev2.NetworkConnector        = (*InteropConnector)(nil)
 	_ bridgev2.ConfigValidatingNetwork = (*InteropConnector)(nil)
 	_ callbacks.Pusher                 = (*InteropConnector)(nil)
+	_ bridgev2.DirectMediableNetwork   = (*InteropConnector)(nil)
 )
 
 // GetName names the bridge. It is called before the config is loaded, so it must not

@@ -223,6 +223,7 @@ func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.Decrypted
 	}
 	conv := ic.converter()
 	info := msgconv.MetaInfo{Chat: chat, Sender: sender}
+	msgID := ids.MakeMessageID(chat, sender, m.Info.ID)
 	// An upsert, so that a message whose notice said it could not be decrypted
 	// replaces that notice (undecryptable.go).
 	evt := &simplevent.Message[*waE2E.Message]{
@@ -237,12 +238,12 @@ func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.Decrypted
 			Timestamp: ts,
 		},
 		Data: m.Message,
-		ID:   ids.MakeMessageID(chat, sender, m.Info.ID),
+		ID:   msgID,
 		ConvertMessageFunc: func(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, msg *waE2E.Message) (*bridgev2.ConvertedMessage, error) {
 			conv := *conv
 			// Attachments are fetched only now, inside the portal: the upload needs the
 			// room (encrypted or not) and the sender's intent.
-			conv.Media = &mediaUploader{fetcher: ic.mediaFetcher(), portal: portal, intent: intent}
+			conv.Media = ic.newMediaUploader(portal, intent, msgID, "")
 			return conv.FromMeta(ctx, info, msg)
 		},
 	}

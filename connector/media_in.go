@@ -29,7 +29,9 @@ import (
 // those hosts only, refuses what is too big before and while reading it, verifies the
 // MAC and both hashes (mediacrypt), and uploads the plaintext to the Matrix content
 // repository through bridgev2, encrypted for end-to-bridge rooms. Every refusal is a
-// msgconv.MediaFailure whose reason the receiver reads in a notice.
+// msgconv.MediaFailure whose reason the receiver reads in a notice. With direct media
+// enabled, unencrypted rooms get a URI instead, and the same fetch runs when the
+// homeserver asks for the file (directmedia.go).
 
 // Download defaults.
 const (
@@ -45,6 +47,9 @@ var (
 
 // errMediaUnreachable wraps a request to a media host that got no answer.
 var errMediaUnreachable = errors.New("media host did not answer")
+
+// errMediaGone wraps the refusal of a blob the media hosts no longer have.
+var errMediaGone = errors.New("media is gone from Meta's media hosts")
 
 // mediaConnCache holds one login's media_conn until its TTL, so that a burst of media
 // costs one iq, and the HTTP client that downloads from the hosts it names, so that
@@ -167,21 +172,14 @@ func fail(reason string, err error) *msgconv.MediaFailure {
 // the caller closes and removes it. Errors are *msgconv.MediaFailure.
 func (f *mediaFetcher) fetch(ctx context.Context, m *msgconv.IncomingMedia) (*os.File, error) {
 	kind := m.Type.String()
-	limit := f.maxBytes(kind)
-	if limit <= 0 {
-		return nil, fail("this bridge does not accept "+kind+" files", nil)
-	}
-	if m.FileLength > uint64(limit) {
-		return nil, fail(fmt.Sprintf("it is %s, over this bridge's limit of %s for %s files",
-			humanBytes(int64(min(m.FileLength, 1<<62))), humanBytes(limit), kind), nil)
+	limit, err := f.precheck(m)
+	if err != nil {
+		return nil, err
 	}
 	exp := mediacrypt.Expected{MediaKey: m.MediaKey, Type: m.Type, FileSHA256: m.FileSHA256,
 		FileEncSHA256: m.FileEncSHA256, FileLength: m.FileLength,
 		// The largest blob a plaintext of limit bytes encrypts to: padding, then the MAC.
 		MaxBlobSize: limit + 16 + mediacrypt.MACLength}
-	if len(m.MediaKey) != mediacrypt.MediaKeyLength || len(m.FileSHA256) != 32 || len(m.FileEncSHA256) != 32 {
-		return nil, fail("the message does not carry the keys needed to decrypt and check it", mediacrypt.ErrMissingHash)
-	}
 	attempts := max(f.attempts, 1)
 	delay := f.backoff
 	var stale string
@@ -232,7 +230,7 @@ func (f *mediaFetcher) fetch(ctx context.Context, m *msgconv.IncomingMedia) (*os
 			delay = 0
 			continue
 		case status == http.StatusNotFound || status == http.StatusGone:
-			return nil, fail("it is no longer on Meta's media hosts", err)
+			return nil, fail("it is no longer on Meta's media hosts", fmt.Errorf("%w: %w", errMediaGone, err))
 		case status == http.StatusTooManyRequests || status >= 500:
 			lastErr, lastReason = err, fmt.Sprintf("Meta's media hosts kept failing (HTTP %d)", status)
 			delay = max(delay, f.backoff)
@@ -255,6 +253,25 @@ func (f *mediaFetcher) fetch(ctx context.Context, m *msgconv.IncomingMedia) (*os
 		delay = max(delay, f.backoff)
 	}
 	return nil, fail(fmt.Sprintf("%s (%d attempts)", lastReason, attempts), lastErr)
+}
+
+// precheck refuses, before any download, what the message itself shows cannot be
+// bridged: a kind the bridge does not accept, a declared size over the limit, missing
+// keys. It returns the size limit for the kind.
+func (f *mediaFetcher) precheck(m *msgconv.IncomingMedia) (int64, error) {
+	kind := m.Type.String()
+	limit := f.maxBytes(kind)
+	if limit <= 0 {
+		return 0, fail("this bridge does not accept "+kind+" files", nil)
+	}
+	if m.FileLength > uint64(limit) {
+		return 0, fail(fmt.Sprintf("it is %s, over this bridge's limit of %s for %s files",
+			humanBytes(int64(min(m.FileLength, 1<<62))), humanBytes(limit), kind), nil)
+	}
+	if len(m.MediaKey) != mediacrypt.MediaKeyLength || len(m.FileSHA256) != 32 || len(m.FileEncSHA256) != 32 {
+		return 0, fail("the message does not carry the keys needed to decrypt and check it", mediacrypt.ErrMissingHash)
+	}
+	return limit, nil
 }
 
 // mediaURL is where to download the blob on this attempt: directPath on one of the
@@ -399,6 +416,9 @@ type mediaUploader struct {
 	fetcher *mediaFetcher
 	portal  *bridgev2.Portal
 	intent  bridgev2.MatrixAPI
+	// direct, when set, names the message part the attachment belongs to, so that it
+	// can be bridged as a direct media URI instead (directmedia.go).
+	direct *directMediaTarget
 }
 
 // UploadIncoming downloads and verifies the attachment, then hands the plaintext file
@@ -407,6 +427,9 @@ func (u *mediaUploader) UploadIncoming(ctx context.Context, m *msgconv.IncomingM
 	log := zerolog.Ctx(ctx).With().Str("media_type", m.Type.String()).Uint64("declared_size", m.FileLength).Logger()
 	if u.intent == nil || u.portal == nil {
 		return nil, fail("the bridge has no Matrix room to put it in", nil)
+	}
+	if up, ok, err := u.directIncoming(ctx, m); ok || err != nil {
+		return up, err
 	}
 	start := time.Now()
 	file, err := u.fetcher.fetch(ctx, m)

@@ -30,13 +30,6 @@ import (
 const undecryptableNotice = "This message could not be decrypted. Your contact's app was asked to send it again; " +
 	"it will replace this notice when it arrives."
 
-// MessageMetadata is kept as JSON in bridgev2's message table.
-type MessageMetadata struct {
-	// Undecryptable marks the notice that stands in for a message that did not
-	// decrypt; the real message replaces it when it arrives.
-	Undecryptable bool `json:"undecryptable,omitempty"`
-}
-
 // bridgeUndecryptable queues the notice for a 1:1 message that did not decrypt. It
 // creates the portal like the message itself would have: the user learns that a
 // contact wrote, and the message fills the notice in later.
@@ -102,7 +95,7 @@ func (ic *InteropClient) replaceNotice(evt *simplevent.Message[*waE2E.Message], 
 			ConvertEditFunc: func(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, existing []*database.Message, msg *waE2E.Message) (*bridgev2.ConvertedEdit, error) {
 				// An attachment is fetched and uploaded as in a first delivery.
 				conv := *conv
-				conv.Media = &mediaUploader{fetcher: ic.mediaFetcher(), portal: portal, intent: intent}
+				conv.Media = ic.newMediaUploader(portal, intent, evt.ID, existingPartID(existing))
 				converted, err := conv.FromMeta(ctx, info, msg)
 				if err != nil {
 					return nil, err
@@ -123,7 +116,13 @@ func noticeReplacement(converted *bridgev2.ConvertedMessage, existing []*databas
 		return nil, fmt.Errorf("%w: nothing to replace the notice with", bridgev2.ErrIgnoringRemoteEvent)
 	}
 	part := *converted.Parts[0]
-	part.DBMetadata = &MessageMetadata{}
+	// The message's own metadata (a direct media attachment's keys), without the mark.
+	meta := &MessageMetadata{}
+	if m, ok := part.DBMetadata.(*MessageMetadata); ok && m != nil {
+		*meta = *m
+		meta.Undecryptable = false
+	}
+	part.DBMetadata = meta
 	edit := part.ToEditPart(existing[0])
 	// Clients that know it show the message as it is, not as an edit.
 	edit.TopLevelExtra = map[string]any{"com.beeper.dont_render_edited": true}

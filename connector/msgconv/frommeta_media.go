@@ -53,13 +53,17 @@ func (m *IncomingMedia) Description() string {
 }
 
 // UploadedMedia is where an attachment landed in the Matrix content repository: URL for
-// rooms without encryption, File (holding its own URL) for encrypted ones.
+// rooms without encryption, File (holding its own URL) for encrypted ones. With direct
+// media URL is the bridge's own mxc:// URI, served on demand.
 type UploadedMedia struct {
 	URL  id.ContentURIString
 	File *event.EncryptedFileInfo
-	Size int64 // plaintext bytes
+	Size int64 // plaintext bytes; with direct media the declared length, 0 if none
 	// Thumbnail is the uploaded preview, nil when there was none or it failed.
 	Thumbnail *UploadedThumbnail
+	// DBMetadata, when set, is stored with the message part (bridgev2's
+	// ConvertedMessagePart.DBMetadata): what the uploader needs to serve the file later.
+	DBMetadata any
 }
 
 // UploadedThumbnail is an uploaded preview image: URL or File like UploadedMedia.
@@ -231,7 +235,7 @@ func (c *Converter) mediaPart(ctx context.Context, msg *waE2E.Message, m *Incomi
 			content.Mentions.Add(userID)
 		}
 	}
-	return &bridgev2.ConvertedMessagePart{Type: event.EventMessage, Content: content}
+	return &bridgev2.ConvertedMessagePart{Type: event.EventMessage, Content: content, DBMetadata: up.DBMetadata}
 }
 
 // MediaFailureNotice is the notice that stands in for an attachment that could not be
