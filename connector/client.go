@@ -76,6 +76,8 @@ type InteropClient struct {
 
 	// mediaConn is the login's media download credentials (media_in.go).
 	mediaConn mediaConnCache
+	// groups is what the gateway said about the login's groups (groups.go).
+	groups groupCache
 }
 
 var (
@@ -269,8 +271,12 @@ func (ic *InteropClient) handleEvent(ctx context.Context, evt interop.Event) {
 	case *interop.IncomingChatState:
 		ic.handleChatState(ctx, e.Node)
 	case *interop.IncomingNotification:
-		// TODO group and other notifications; the Account handled the key ones.
-		ic.ack(ctx, e.Node)
+		// The Account handled the key ones; restrictions show as send refusals.
+		if e.Node.Attr("type") == "w:gp2" {
+			ic.handleGroupNotification(ctx, e)
+		} else {
+			ic.ack(ctx, e.Node)
+		}
 	case *interop.SafetyNumberChanged:
 		ic.handleSafetyNumberChanged(ctx, e)
 	default:

@@ -70,7 +70,7 @@ func TestHandleMatrixMessageRefusals(t *testing.T) {
 		want    error
 	}{
 		{"location", &event.MessageEventContent{MsgType: event.MsgLocation, Body: "here", GeoURI: "geo:52.5,13.4"}, "491709876543@s.whatsapp.net", ErrNotImplemented},
-		{"group", &event.MessageEventContent{MsgType: event.MsgText, Body: "x"}, "120363012345678@g.us", ErrNotImplemented},
+		{"group, not connected", &event.MessageEventContent{MsgType: event.MsgText, Body: "x"}, "120363012345678@g.us", ErrNotConnected},
 		{"not connected", &event.MessageEventContent{MsgType: event.MsgText, Body: "x"}, "491709876543@s.whatsapp.net", ErrNotConnected},
 	}
 	for _, tc := range tests {

@@ -372,8 +372,8 @@ func TestGetChatInfo(t *testing.T) {
 	if _, err := ic.GetChatInfo(context.Background(), portal("1000042@msgr")); err == nil {
 		t.Error("a WhatsApp login described a Messenger chat")
 	}
-	if _, err := ic.GetChatInfo(context.Background(), portal("120363012345678@g.us")); !errors.Is(err, ErrNotImplemented) {
-		t.Errorf("group: want ErrNotImplemented, got %v", err)
+	if _, err := ic.GetChatInfo(context.Background(), portal("120363012345678@g.us")); !errors.Is(err, ErrNotConnected) {
+		t.Errorf("group without a connection: want ErrNotConnected, got %v", err)
 	}
 }
 

@@ -198,9 +198,9 @@ func fromIncoming(in *bridgedb.Incoming) (*interop.DecryptedMessage, error) {
 // creating the portal for a new contact.
 func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.DecryptedMessage) bridgev2.EventHandlingResult {
 	log := zerolog.Ctx(ctx).With().Str("message_id", m.Info.ID).Stringer("sender", m.Info.Sender).Logger()
-	if m.Info.IsGroup {
-		// TODO groups: portal per group JID, members from w:g2.
-		log.Info().Msg("Ignoring a group message: groups are not bridged yet")
+	if m.Info.IsGroup && ic.ownLogin(m.Info.Sender) != nil {
+		// Another of this bridge's users sent it from Matrix, where it already is (an
+		// interop account sends from nowhere else).
 		return bridgev2.EventHandlingResultIgnored
 	}
 	if m.Message == nil {
@@ -217,6 +217,7 @@ func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.Decrypted
 		log.Info().Str("type", m.Info.Type).Msg("Bridging a message this bridge cannot show as a notice")
 	}
 	chat, sender := m.Info.Chat.ToUser(), m.Info.Sender.ToUser()
+	evtSender := ic.messageSender(ctx, m.Info)
 	ts := m.Info.Timestamp
 	if ts.IsZero() {
 		ts = time.Now()
@@ -231,11 +232,8 @@ func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.Decrypted
 			Type:         bridgev2.RemoteEventMessageUpsert,
 			PortalKey:    ids.MakePortalKey(chat, ic.UserLogin.ID),
 			CreatePortal: true,
-			Sender: bridgev2.EventSender{
-				IsFromMe: ic.IsThisUser(ctx, ids.MakeUserID(sender)),
-				Sender:   ids.MakeUserID(sender),
-			},
-			Timestamp: ts,
+			Sender:       evtSender,
+			Timestamp:    ts,
 		},
 		Data: m.Message,
 		ID:   msgID,
@@ -249,6 +247,16 @@ func (ic *InteropClient) bridgeMessage(ctx context.Context, m *interop.Decrypted
 	}
 	evt.HandleExistingFunc = ic.replaceNotice(evt, info)
 	return ic.queueRemoteEvent(evt)
+}
+
+// messageSender is who sent a message: in a 1:1 chat the peer (or this login), in a
+// group the participant as groupSender names them.
+func (ic *InteropClient) messageSender(ctx context.Context, info interop.MessageInfo) bridgev2.EventSender {
+	sender := info.Sender.ToUser()
+	if info.IsGroup {
+		return ic.groupSender(sender)
+	}
+	return bridgev2.EventSender{IsFromMe: ic.IsThisUser(ctx, ids.MakeUserID(sender)), Sender: ids.MakeUserID(sender)}
 }
 
 // converter is msgconv with this login's mentions: ghosts and its own Matrix user.

@@ -29,10 +29,7 @@ func (ic *InteropClient) bridgeChange(ctx context.Context, m *interop.DecryptedM
 	conv := ic.converter()
 	meta := simplevent.EventMeta{
 		PortalKey: ids.MakePortalKey(chat, ic.UserLogin.ID),
-		Sender: bridgev2.EventSender{
-			IsFromMe: ic.IsThisUser(ctx, ids.MakeUserID(sender)),
-			Sender:   ids.MakeUserID(sender),
-		},
+		Sender:    ic.messageSender(ctx, m.Info),
 		Timestamp: m.Info.Timestamp,
 	}
 	if meta.Timestamp.IsZero() {

@@ -54,11 +54,6 @@ func (ic *InteropClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 	if err != nil {
 		return nil, err
 	}
-	if peer.IsGroup() {
-		return nil, bridgev2.WrapErrorInStatus(fmt.Errorf("sending to a group: %w", ErrNotImplemented)).
-			WithIsCertain(true).WithSendNotice(true).WithErrorReason(event.MessageStatusUnsupported).
-			WithMessage("Groups are not bridged yet")
-	}
 	acc := ic.account()
 	if acc == nil || !ic.IsLoggedIn() {
 		return nil, bridgev2.WrapErrorInStatus(ErrNotConnected).WithIsCertain(true).WithSendNotice(true).

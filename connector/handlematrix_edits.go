@@ -50,11 +50,6 @@ func (ic *InteropClient) sendPeer(portal *bridgev2.Portal) (jid.JID, *interop.Ac
 	if err != nil {
 		return jid.JID{}, nil, err
 	}
-	if peer.IsGroup() {
-		return jid.JID{}, nil, bridgev2.WrapErrorInStatus(fmt.Errorf("sending to a group: %w", ErrNotImplemented)).
-			WithIsCertain(true).WithSendNotice(true).WithErrorReason(event.MessageStatusUnsupported).
-			WithMessage("Groups are not bridged yet")
-	}
 	acc := ic.account()
 	if acc == nil || !ic.IsLoggedIn() {
 		return jid.JID{}, nil, bridgev2.WrapErrorInStatus(ErrNotConnected).WithIsCertain(true).WithSendNotice(true).

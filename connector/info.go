@@ -55,14 +55,18 @@ func (c *InteropConnector) ghostName(user jid.JID, pushName string, fallback ids
 }
 
 // GetChatInfo describes 1:1 chats, which need nothing from the network: the peer
-// and this login. Groups need the gateway (w:g2 queries) and are not built yet.
-func (ic *InteropClient) GetChatInfo(_ context.Context, portal *bridgev2.Portal) (*bridgev2.ChatInfo, error) {
+// and this login; and groups, as the gateway describes them (w:g2 query).
+func (ic *InteropClient) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*bridgev2.ChatInfo, error) {
 	chat, err := ids.ParsePortalID(portal.ID)
 	if err != nil {
 		return nil, err
 	}
 	if chat.IsGroup() {
-		return nil, fmt.Errorf("group info: %w", ErrNotImplemented)
+		info, err := ic.groupInfo(ctx, chat, true)
+		if err != nil {
+			return nil, err
+		}
+		return ic.groupChatInfo(info), nil
 	}
 	if network, ok := ids.NetworkOfUser(chat); !ok || network != ic.Network {
 		return nil, fmt.Errorf("chat %s is not on %s, the network of this login", chat, ic.Network)

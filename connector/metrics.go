@@ -107,7 +107,13 @@ func (c *InteropConnector) queueDepths(ctx context.Context) (metrics.QueueDepths
 func (ic *InteropClient) sendToMeta(ctx context.Context, acc *interop.Account, peer jid.JID, id string, msg *waE2E.Message, start time.Time) (interop.SendResult, error) {
 	sendCtx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
-	res, err := acc.SendMessage(sendCtx, peer, id, msg, interop.SendOptions{})
+	var res interop.SendResult
+	var err error
+	if peer.IsGroup() {
+		res, err = ic.sendToGroup(sendCtx, acc, peer, id, msg)
+	} else {
+		res, err = acc.SendMessage(sendCtx, peer, id, msg, interop.SendOptions{})
+	}
 	network := string(ic.Network)
 	if err != nil {
 		ic.Main.metrics.SendFailed(network, sendFailureCode(err))

@@ -45,11 +45,8 @@ func (ic *InteropClient) bridgeUndecryptable(ctx context.Context, m *interop.Dec
 			Type:         bridgev2.RemoteEventMessage,
 			PortalKey:    ids.MakePortalKey(chat, ic.UserLogin.ID),
 			CreatePortal: true,
-			Sender: bridgev2.EventSender{
-				IsFromMe: ic.IsThisUser(ctx, ids.MakeUserID(sender)),
-				Sender:   ids.MakeUserID(sender),
-			},
-			Timestamp: ts,
+			Sender:       ic.messageSender(ctx, m.Info),
+			Timestamp:    ts,
 		},
 		ID:   ids.MakeMessageID(chat, sender, m.Info.ID),
 		Data: undecryptableConverted(),
