@@ -15,7 +15,6 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
-	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/id"
 	"maunium.net/go/mautrix/mediaproxy"
@@ -72,7 +71,7 @@ func (c *InteropConnector) roomEncrypted(ctx context.Context, roomID id.RoomID) 
 	if c.direct.encrypted != nil {
 		return c.direct.encrypted(ctx, roomID)
 	}
-	mx, ok := c.Bridge.Matrix.(*matrix.Connector)
+	mx, ok := realMatrix(c.Bridge)
 	if !ok || mx.StateStore == nil || mx.Config == nil {
 		return true, nil
 	}
@@ -209,6 +208,7 @@ func (u *mediaUploader) directIncoming(ctx context.Context, m *msgconv.IncomingM
 		log.Warn().Err(err).Msg("Uploading incoming media: could not tell if the room is encrypted")
 		return nil, false, nil
 	} else if encrypted {
+		log.Debug().Msg("Uploading incoming media: direct media is not used in encrypted rooms")
 		return nil, false, nil
 	}
 	mediaID, err := u.direct.id.mediaID()
