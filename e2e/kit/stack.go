@@ -56,6 +56,9 @@ type StackOptions struct {
 	// bridge act as any local user (the double puppeting setup of mautrix bridges),
 	// and gives the bridge its as_token secret.
 	DoublePuppet bool
+	// DirectMedia turns on bridgev2's direct media: the bridge's media server is a
+	// TLS front on 127.0.0.1 (MediaServer) that Synapse fetches from over federation.
+	DirectMedia bool
 }
 
 // Stack is Synapse, metasim and the bridge, running on 127.0.0.1.
@@ -64,8 +67,13 @@ type Stack struct {
 	Sim     *Metasim
 	Bridge  *Bridge
 
-	dropDB func()
-	proxy  *http.Server
+	// MediaServer is the server name of the bridge's direct media URIs, with
+	// StackOptions.DirectMedia.
+	MediaServer string
+
+	dropDB     func()
+	proxy      *http.Server
+	mediaFront *http.Server
 }
 
 // StartStack starts metasim (in process), then writes the bridge's config and
@@ -110,8 +118,16 @@ func StartStack(ctx context.Context, o StackOptions) (st *Stack, err error) {
 		registrations = append(registrations, path)
 		values["double_puppet.secrets"] = map[string]any{ServerName: "as_token:" + token}
 	}
-	st.Synapse, err = StartSynapse(ctx, SynapseOptions{ServerName: ServerName, Registrations: registrations,
-		RepoRoot: o.RepoRoot, Progress: o.Progress})
+	so := SynapseOptions{ServerName: ServerName, Registrations: registrations, RepoRoot: o.RepoRoot, Progress: o.Progress}
+	if o.DirectMedia {
+		if st.mediaFront, st.MediaServer, err = startMediaFront(st.Bridge.URL); err != nil {
+			return st, err
+		}
+		so.ExtraConfig = directMediaSynapseConfig
+		values["direct_media.enabled"] = true
+		values["direct_media.server_name"] = st.MediaServer
+	}
+	st.Synapse, err = StartSynapse(ctx, so)
 	if err != nil {
 		return st, err
 	}
@@ -144,6 +160,9 @@ func (st *Stack) Close() {
 	}
 	if st.proxy != nil {
 		_ = st.proxy.Close()
+	}
+	if st.mediaFront != nil {
+		_ = st.mediaFront.Close()
 	}
 	if st.Sim != nil {
 		st.Sim.Close()

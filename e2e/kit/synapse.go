@@ -36,6 +36,8 @@ type SynapseOptions struct {
 	RepoRoot string
 	// Progress, when set, receives the chroot build's progress lines (first run only).
 	Progress io.Writer
+	// ExtraConfig is YAML with more top-level keys for Synapse's config.
+	ExtraConfig string
 }
 
 // Synapse is a running homeserver.
@@ -180,7 +182,7 @@ root:
   handlers: [file]
 disable_existing_loggers: false
 `, inside)
-	for name, data := range map[string]string{"hs.yaml": cfg, "overrides.yaml": synapseOverrides, "log.yaml": logCfg} {
+	for name, data := range map[string]string{"hs.yaml": cfg, "overrides.yaml": synapseOverrides + o.ExtraConfig, "log.yaml": logCfg} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
 			return nil, fmt.Errorf("failed to write Synapse's config: %w", err)
 		}
