@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +42,36 @@ func TestSynapseDirectMedia(t *testing.T) {
 		t.Fatalf("downloaded %d bytes, not the %d sent", len(got), len(data))
 	}
 	t.Logf("first download through Synapse, federation and Meta's hosts in %s", time.Since(start).Round(time.Millisecond))
+
+	// A 20 MiB video streams through verified temporary files: the bridge's memory does
+	// not grow with it.
+	var sent struct {
+		Media struct {
+			SHA256 string `json:"sha256"`
+		} `json:"media"`
+	}
+	peakBefore, err := e.st.Bridge.PeakRSS()
+	e.must(err)
+	mark = e.alice.Mark()
+	e.must(e.st.Sim.Call(e.ctx, "POST", "/v1/users/"+c.peer.JID+"/messages", map[string]any{
+		"to": c.account, "kind": "video", "media": map[string]any{"size": 20 << 20, "mimetype": "video/mp4", "seconds": 60},
+	}, &sent))
+	_, content = c.waitMedia(e.alice, mark, event.MsgVideo)
+	start = time.Now()
+	video := download(t, e.alice, content)
+	took := time.Since(start)
+	sum := sha256.Sum256(video)
+	if len(video) != 20<<20 || hex.EncodeToString(sum[:]) != sent.Media.SHA256 {
+		t.Fatalf("downloaded %d bytes with SHA-256 %x, sent 20 MiB with %s", len(video), sum, sent.Media.SHA256)
+	}
+	peakAfter, err := e.st.Bridge.PeakRSS()
+	e.must(err)
+	if growth := peakAfter - peakBefore; growth > 16<<20 {
+		t.Errorf("the bridge's peak memory grew by %d MiB serving a 20 MiB file", growth>>20)
+	} else {
+		t.Logf("20 MiB video through Synapse, federation and Meta's hosts in %s; the bridge's peak memory grew by %d KiB",
+			took.Round(time.Millisecond), growth>>10)
+	}
 
 	// Corrupted on Meta's hosts: the message still arrives, since nothing is fetched
 	// then, but its download is refused.
