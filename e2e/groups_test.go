@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,42 +26,33 @@ func TestSynapseGroupBasics(t *testing.T) {
 	carol, err := e.st.Sim.NewUser(e.ctx, "+491707770004", nil)
 	e.must(err)
 
-	var group struct {
-		JID string `json:"jid"`
-	}
-	e.must(e.st.Sim.Call(e.ctx, "POST", "/v1/groups", map[string]any{
-		"actor": c.peer.JID, "subject": "Hiking club", "participants": []string{c.account, bob.JID, carol.JID},
-	}, &group))
-	if group.JID == "" {
-		t.Fatal("metasim made no group")
-	}
-
-	// The portal appears with the subject as its name; the kit's client joins it.
-	nameEvt, err := e.alice.WaitEvent(e.ctx, 30*time.Second, "the group portal's name", func(evt *event.Event) bool {
-		return evt.Type == event.StateRoomName && evt.Content.AsRoomName().Name == "Hiking club"
-	})
-	e.must(err)
-	room := nameEvt.RoomID
-	_, err = e.alice.WaitEvent(e.ctx, 30*time.Second, "own join in the group portal", func(evt *event.Event) bool {
-		return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == e.alice.ID.String() &&
-			evt.Content.AsMember().Membership == event.MembershipJoin
-	})
-	e.must(err)
-	members, err := e.alice.JoinedMembers(e.ctx, room)
-	e.must(err)
+	groupJID, room := c.openGroup(c.peer, "Hiking club", bob, carol)
+	// The ghosts join one after the other.
 	ghosts := map[id.UserID]bool{}
-	for _, m := range members {
-		if m != e.alice.ID && m.Localpart() != "metainteropbot" {
-			ghosts[m] = true
+	deadline := time.Now().Add(30 * time.Second)
+	for len(ghosts) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("group portal ghosts %v: want 3, one per Meta member", ghosts)
+		}
+		time.Sleep(200 * time.Millisecond)
+		members, err := e.alice.JoinedMembers(e.ctx, room)
+		e.must(err)
+		clear(ghosts)
+		for _, m := range members {
+			if m != e.alice.ID && m.Localpart() != "metainteropbot" {
+				ghosts[m] = true
+			}
 		}
 	}
-	if len(ghosts) != 3 {
-		t.Fatalf("group portal members %v: want the Matrix user, the bot and 3 ghosts", members)
+	for _, u := range []string{c.peer.JID, bob.JID, carol.JID} {
+		if !ghosts[ghostOf(u)] {
+			t.Errorf("no ghost for %s among %v", u, ghosts)
+		}
 	}
 
 	// Bob writes in the group.
 	mark := e.alice.Mark()
-	_, err = bob.SendText(e.ctx, group.JID, "who brings the map?")
+	_, err = bob.SendText(e.ctx, groupJID, "who brings the map?")
 	e.must(err)
 	got, err := e.alice.WaitEventAfter(e.ctx, mark, 30*time.Second, "bob's group message", func(evt *event.Event) bool {
 		return evt.RoomID == room && evt.Type == event.EventMessage && evt.Content.AsMessage().Body == "who brings the map?"
@@ -77,12 +69,140 @@ func TestSynapseGroupBasics(t *testing.T) {
 		name string
 		user *kit.SimUser
 	}{{"the creator", c.peer}, {"bob", bob}, {"carol", carol}} {
-		item, err := peer.user.WaitInbox(e.ctx, 30*time.Second, "the Matrix user's answer in the group", url.Values{"kind": {"text"}, "chat": {group.JID}}, inboxText("I do"))
+		item, err := peer.user.WaitInbox(e.ctx, 30*time.Second, "the Matrix user's answer in the group", url.Values{"kind": {"text"}, "chat": {groupJID}}, inboxText("I do"))
 		if err != nil {
 			t.Fatalf("%s: %v", peer.name, err)
 		}
 		if item["sender"] != c.account {
 			t.Errorf("%s got the answer from %v, want %s", peer.name, item["sender"], c.account)
+		}
+	}
+}
+
+// ghostOf is the Matrix ID of a simulated user's ghost.
+func ghostOf(jid string) id.UserID {
+	return id.NewUserID("metainterop_"+id.EncodeUserLocalpart(jid), kit.ServerName)
+}
+
+// openGroup has creator make a group with the chat's Matrix user and members, and
+// waits for the Matrix user to join its portal.
+func (c *chat) openGroup(creator *kit.SimUser, subject string, members ...*kit.SimUser) (string, id.RoomID) {
+	c.t.Helper()
+	participants := []string{c.account}
+	for _, m := range members {
+		participants = append(participants, m.JID)
+	}
+	var group struct {
+		JID string `json:"jid"`
+	}
+	c.must(c.st.Sim.Call(c.ctx, "POST", "/v1/groups", map[string]any{
+		"actor": creator.JID, "subject": subject, "participants": participants}, &group))
+	nameEvt, err := c.alice.WaitEvent(c.ctx, 30*time.Second, "the group portal's name", func(evt *event.Event) bool {
+		return evt.Type == event.StateRoomName && evt.Content.AsRoomName().Name == subject
+	})
+	c.must(err)
+	_, err = c.alice.WaitEvent(c.ctx, 30*time.Second, "own join in the group portal", func(evt *event.Event) bool {
+		return evt.RoomID == nameEvt.RoomID && evt.Type == event.StateMember && evt.GetStateKey() == c.alice.ID.String() &&
+			evt.Content.AsMember().Membership == event.MembershipJoin
+	})
+	c.must(err)
+	return group.JID, nameEvt.RoomID
+}
+
+// Every change a Meta member makes to the group shows in the portal as the matching
+// Matrix state change by that member's ghost; after a removal and a leave, the Matrix
+// user's messages reach the remaining members' devices (both of bob's) and not those
+// who left.
+func TestSynapseGroupChangesFromMeta(t *testing.T) {
+	e := startStack(t, false, nil)
+	c := e.openChat("+491707771001", "+491707771002")
+	creator := c.peer
+	bob, err := e.st.Sim.NewUser(e.ctx, "+491707771003", map[string]any{"devices": 2})
+	e.must(err)
+	carol, err := e.st.Sim.NewUser(e.ctx, "+491707771004", nil)
+	e.must(err)
+	dave, err := e.st.Sim.NewUser(e.ctx, "+491707771005", nil)
+	e.must(err)
+	group, room := c.openGroup(creator, "Choir", bob, carol)
+	path := "/v1/groups/" + url.PathEscape(group)
+
+	state := func(what string, match func(*event.Event) bool) *event.Event {
+		t.Helper()
+		evt, err := e.alice.WaitEvent(e.ctx, 30*time.Second, what, func(evt *event.Event) bool {
+			return evt.RoomID == room && match(evt)
+		})
+		e.must(err)
+		return evt
+	}
+	membership := func(who *kit.SimUser, m event.Membership) func(*event.Event) bool {
+		return func(evt *event.Event) bool {
+			return evt.Type == event.StateMember && evt.GetStateKey() == ghostOf(who.JID).String() && evt.Content.AsMember().Membership == m
+		}
+	}
+	change := func(method, sub string, body map[string]any) {
+		t.Helper()
+		e.must(e.st.Sim.Call(e.ctx, method, path+sub, body, nil))
+	}
+
+	change("POST", "/participants", map[string]any{"actor": creator.JID, "action": "add", "participants": []string{dave.JID}})
+	state("dave's join", membership(dave, event.MembershipJoin))
+
+	change("POST", "/participants", map[string]any{"actor": creator.JID, "action": "promote", "participants": []string{bob.JID}})
+	state("bob's promotion", func(evt *event.Event) bool {
+		return evt.Type == event.StatePowerLevels && evt.Content.AsPowerLevels().GetUserLevel(ghostOf(bob.JID)) == 50
+	})
+
+	change("PUT", "/subject", map[string]any{"actor": bob.JID, "subject": "Choir 2027"})
+	if evt := state("the new name", func(evt *event.Event) bool {
+		return evt.Type == event.StateRoomName && evt.Content.AsRoomName().Name == "Choir 2027"
+	}); evt.Sender != ghostOf(bob.JID) {
+		t.Errorf("the name was changed by %s, want bob's ghost", evt.Sender)
+	}
+
+	change("PUT", "/description", map[string]any{"actor": carol.JID, "description": "Tuesdays 7 pm"})
+	if evt := state("the new topic", func(evt *event.Event) bool {
+		return evt.Type == event.StateTopic && evt.Content.AsTopic().Topic == "Tuesdays 7 pm"
+	}); evt.Sender != ghostOf(carol.JID) {
+		t.Errorf("the topic was changed by %s, want carol's ghost", evt.Sender)
+	}
+
+	change("POST", "/participants", map[string]any{"actor": creator.JID, "action": "remove", "participants": []string{carol.JID}})
+	if evt := state("carol's removal", membership(carol, event.MembershipLeave)); evt.Sender != ghostOf(creator.JID) {
+		t.Errorf("carol was removed by %s, want the creator's ghost", evt.Sender)
+	}
+	change("POST", "/leave", map[string]any{"actor": dave.JID})
+	state("dave's leave", membership(dave, event.MembershipLeave))
+
+	change("POST", "/participants", map[string]any{"actor": creator.JID, "action": "demote", "participants": []string{bob.JID}})
+	state("bob's demotion", func(evt *event.Event) bool {
+		return evt.Type == event.StatePowerLevels && evt.Content.AsPowerLevels().GetUserLevel(ghostOf(bob.JID)) == 0
+	})
+
+	// After the removal and the leave: the remaining members' devices get the Matrix
+	// user's message, carol's and dave's do not.
+	_, err = e.alice.SendText(e.ctx, room, "rehearsal moved")
+	e.must(err)
+	text := url.Values{"kind": {"text"}, "chat": {group}}
+	for _, dev := range []struct {
+		user   *kit.SimUser
+		device string
+	}{{creator, creator.JID}, {bob, bob.JID}, {bob, strings.Replace(bob.JID, "@", ":1@", 1)}} {
+		q := url.Values{"kind": {"text"}, "chat": {group}, "device": {dev.device}}
+		_, err := dev.user.WaitInbox(e.ctx, 30*time.Second, "the message after the churn on "+dev.device, q, inboxText("rehearsal moved"))
+		e.must(err)
+	}
+	for _, gone := range []*kit.SimUser{carol, dave} {
+		items, _, err := gone.Inbox(e.ctx, 0, 2*time.Second, text)
+		e.must(err)
+		for _, item := range items {
+			if inboxText("rehearsal moved")(item) {
+				t.Errorf("%s, no longer a member, received the message", gone.JID)
+			}
+		}
+		errs, _, err := gone.Inbox(e.ctx, 0, 0, url.Values{"kind": {"error"}, "chat": {group}})
+		e.must(err)
+		if len(errs) > 0 {
+			t.Errorf("%s got undecryptable group traffic after leaving: %v", gone.JID, errs)
 		}
 	}
 }
