@@ -235,7 +235,17 @@ func (h *Hosting) ServeMedia(w http.ResponseWriter, r *http.Request, network, pa
 	hdr.Set("Content-Type", "application/octet-stream")
 	hdr.Set("Cache-Control", "private, no-store")
 	hdr.Set("X-Content-Type-Options", "nosniff")
-	http.ServeContent(w, r, "", blob.ModTime(), blob)
+	http.ServeContent(w, r, "", blob.ModTime(), servedContent(blob))
+}
+
+// servedContent is what ServeContent reads a blob from: a FileStore blob's *os.File
+// itself, so that the server can send it with sendfile(2) instead of copying it
+// through user space.
+func servedContent(blob Blob) io.ReadSeeker {
+	if fb, ok := blob.(*fileBlob); ok {
+		return fb.File
+	}
+	return blob
 }
 
 func notFound(w http.ResponseWriter) {

@@ -131,6 +131,13 @@ func (s *FileStore) open() (*os.Root, error) {
 	return root, nil
 }
 
+// copyBufferSize is the size of Create's writes: few system calls, and still a small
+// share of the memory a send may use.
+const copyBufferSize = 256 << 10
+
+// writebackEvery is how much of a blob is written before its writeback is started.
+const writebackEvery = 4 << 20
+
 // Create writes r to a temporary file (mode 0600) in the folder, syncs it and renames
 // it to name, so the blob appears whole or not at all.
 func (s *FileStore) Create(ctx context.Context, name string, r io.Reader) (size int64, err error) {
@@ -154,11 +161,15 @@ func (s *FileStore) Create(ctx context.Context, name string, r io.Reader) (size 
 			_ = root.Remove(tmp)
 		}
 	}()
-	size, err = io.Copy(f, ctxReader{ctx: ctx, r: r})
+	w := &writebackWriter{f: f}
+	size, err = io.CopyBuffer(w, ctxReader{ctx: ctx, r: r}, make([]byte, copyBufferSize))
 	if err != nil {
 		return 0, fmt.Errorf("failed to write a blob to the media store %s: %w", s.dir, err)
 	}
-	if err = f.Sync(); err != nil {
+	// The sync is what makes "whole or not at all" hold across a power loss: without
+	// it the renamed file may come back empty or cut short. Writeback was started as
+	// the blob was written, so it waits only for the last few MiB.
+	if err = syncData(f); err != nil {
 		return 0, fmt.Errorf("failed to sync a blob in the media store %s: %w", s.dir, err)
 	}
 	if err = f.Close(); err != nil {
@@ -246,6 +257,24 @@ type fileBlob struct {
 
 func (b *fileBlob) Size() int64        { return b.info.Size() }
 func (b *fileBlob) ModTime() time.Time { return b.info.ModTime() }
+
+// writebackWriter writes a new file from its start and starts the writeback of each
+// writebackEvery bytes as soon as they are written, so that the disk writes while the
+// rest of the blob arrives instead of all at the final sync.
+type writebackWriter struct {
+	f              *os.File
+	written, start int64
+}
+
+func (w *writebackWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.written += int64(n)
+	if w.written-w.start >= writebackEvery {
+		startWriteback(w.f, w.start, w.written-w.start)
+		w.start = w.written
+	}
+	return n, err
+}
 
 // ctxReader stops a copy once ctx is done, so a cancelled send does not keep writing.
 type ctxReader struct {
