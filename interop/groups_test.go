@@ -132,7 +132,8 @@ func TestGroupRemovalNotificationStartsNewSenderKey(t *testing.T) {
 	}
 
 	alice.sendGroup(t, members, "after")
-	if got := distributedTo(lastSent(t, gw)); !slices.Equal(got, []jid.JID{bobJID}) {
+	after := lastSent(t, gw)
+	if got := distributedTo(after); !slices.Equal(got, []jid.JID{bobJID}) {
 		t.Fatalf("after the removal the key went to %v, want a new key for bob only", got)
 	}
 	bob.receiveGroupText(t, aliceJID, "after")
@@ -140,5 +141,22 @@ func TestGroupRemovalNotificationStartsNewSenderKey(t *testing.T) {
 	case d := <-carol.delivered:
 		t.Fatalf("removed member read %+v", d.m)
 	case <-time.After(50 * time.Millisecond):
+	}
+
+	// Even handed the new skmsg (a gateway that kept routing to her), carol's device
+	// holds only the old sender key and cannot read it.
+	skmsg, ok := after.Child("enc")
+	if !ok || skmsg.Attr("type") != "skmsg" {
+		t.Fatalf("the message after the removal has no skmsg: %v", after.Children())
+	}
+	gw.notify(carolJID, stanza.Node{Tag: "message", Attrs: stanza.Attrs{"id": after.Attr("id"), "t": "1700000200",
+		"type": "text", "from": groupJID.String(), "participant": aliceJID.String()}, Content: []stanza.Node{skmsg}})
+	select {
+	case d := <-carol.delivered:
+		if d.m.Message != nil || d.m.Undecryptable == nil {
+			t.Fatalf("the removed member decrypted the message after her removal: %+v", d.m)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the removed member's device did not report the message it could not read")
 	}
 }
