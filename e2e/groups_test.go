@@ -206,3 +206,61 @@ func TestSynapseGroupChangesFromMeta(t *testing.T) {
 		}
 	}
 }
+
+// A group the Matrix user is added to after it was made becomes a portal with the
+// members of that moment; removing the Matrix user from the group takes them out of
+// the portal, and later group messages no longer reach them.
+func TestSynapseGroupAddedLaterThenRemoved(t *testing.T) {
+	e := startStack(t, false, nil)
+	c := e.openChat("+491707772001", "+491707772002")
+	bob, err := e.st.Sim.NewUser(e.ctx, "+491707772003", nil)
+	e.must(err)
+	var group struct {
+		JID string `json:"jid"`
+	}
+	e.must(e.st.Sim.Call(e.ctx, "POST", "/v1/groups", map[string]any{
+		"actor": c.peer.JID, "subject": "Book club", "participants": []string{bob.JID}}, &group))
+	_, err = bob.SendText(e.ctx, group.JID, "before the Matrix user was there")
+	e.must(err)
+	path := "/v1/groups/" + url.PathEscape(group.JID) + "/participants"
+	e.must(e.st.Sim.Call(e.ctx, "POST", path, map[string]any{"actor": c.peer.JID, "action": "add", "participants": []string{c.account}}, nil))
+
+	nameEvt, err := e.alice.WaitEvent(e.ctx, 30*time.Second, "the portal of the group the user was added to", func(evt *event.Event) bool {
+		return evt.Type == event.StateRoomName && evt.Content.AsRoomName().Name == "Book club"
+	})
+	e.must(err)
+	room := nameEvt.RoomID
+	_, err = e.alice.WaitEvent(e.ctx, 30*time.Second, "own join", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == e.alice.ID.String() &&
+			evt.Content.AsMember().Membership == event.MembershipJoin
+	})
+	e.must(err)
+	mark := e.alice.Mark()
+	_, err = bob.SendText(e.ctx, group.JID, "welcome")
+	e.must(err)
+	_, err = e.alice.WaitEventAfter(e.ctx, mark, 30*time.Second, "bob's welcome", kit.IsMessage(room, ghostOf(bob.JID), "welcome"))
+	e.must(err)
+
+	e.must(e.st.Sim.Call(e.ctx, "POST", path, map[string]any{"actor": c.peer.JID, "action": "remove", "participants": []string{c.account}}, nil))
+	_, err = e.alice.WaitEvent(e.ctx, 30*time.Second, "own removal from the portal", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == e.alice.ID.String() &&
+			evt.Content.AsMember().Membership == event.MembershipLeave
+	})
+	e.must(err)
+	mark = e.alice.Mark()
+	_, err = bob.SendText(e.ctx, group.JID, "after the removal")
+	e.must(err)
+	time.Sleep(3 * time.Second)
+	after, _, _ := e.alice.EventsAfter(mark)
+	for _, evt := range after {
+		if evt.RoomID != room {
+			continue
+		}
+		if kit.IsMessage(room, ghostOf(bob.JID), "after the removal")(evt) {
+			t.Errorf("a group message reached the removed Matrix user")
+		}
+		if evt.Type == event.StateMember && evt.GetStateKey() == e.alice.ID.String() && evt.Content.AsMember().Membership != event.MembershipLeave {
+			t.Errorf("the removed Matrix user's membership changed again: %s", evt.Content.AsMember().Membership)
+		}
+	}
+}
