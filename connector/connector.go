@@ -134,8 +134,11 @@ func (c *InteropConnector) GetDBMetaTypes() database.MetaTypes {
 }
 
 // GetCapabilities are the network-wide capabilities; per-room ones are in client.go.
+// Groups can be created from Matrix (groups_matrix.go).
 func (c *InteropConnector) GetCapabilities() *bridgev2.NetworkGeneralCapabilities {
-	return &bridgev2.NetworkGeneralCapabilities{}
+	return &bridgev2.NetworkGeneralCapabilities{
+		Provisioning: bridgev2.ProvisioningCapabilities{GroupCreation: groupCreationCapabilities()},
+	}
 }
 
 // GetBridgeInfoVersion is bumped when m.bridge or room capabilities change shape, so

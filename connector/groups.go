@@ -292,6 +292,9 @@ func (ic *InteropClient) groupMembers(ctx context.Context, group jid.JID, refres
 // 409 after the device refreshes (the members changed without a notification reaching
 // this login yet) is tried once more with the members asked for again.
 func (ic *InteropClient) sendToGroup(ctx context.Context, acc *interop.Account, group jid.JID, id string, msg *waE2E.Message) (interop.SendResult, error) {
+	if err := ic.requireGroupMember(ctx, group); err != nil {
+		return interop.SendResult{}, err
+	}
 	members, err := ic.groupMembers(ctx, group, false)
 	if err != nil {
 		return interop.SendResult{}, err

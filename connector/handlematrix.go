@@ -106,6 +106,10 @@ func refusedForSure(err error) bool {
 
 // sendError explains a refused send to the Matrix user.
 func (ic *InteropClient) sendError(peer string, err error) error {
+	if ms, ok := errors.AsType[bridgev2.MessageStatus](err); ok {
+		// Already worded for the Matrix user (requireGroupMember).
+		return ms
+	}
 	status := bridgev2.WrapErrorInStatus(fmt.Errorf("failed to send: %w", err)).WithSendNotice(true)
 	network := networkDisplayName(ic.Main, ic.Network)
 	if errors.Is(err, interop.ErrNoDevices) {

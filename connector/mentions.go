@@ -21,9 +21,10 @@ var (
 // ghost reaches the Meta user as the ghost's display name, mentioning nobody.
 type mentionResolver struct{ ic *InteropClient }
 
-// JIDForMXID is the Meta user of a ghost of this login's network, or the login's own
-// account for its Matrix user.
-func (r mentionResolver) JIDForMXID(_ context.Context, userID id.UserID) (jid.JID, bool) {
+// JIDForMXID is the Meta user of a ghost of this login's network, the login's own
+// account for its Matrix user, or the account of another Matrix user of this bridge
+// logged in on the same network (met in groups, where they are members as themselves).
+func (r mentionResolver) JIDForMXID(ctx context.Context, userID id.UserID) (jid.JID, bool) {
 	ic := r.ic
 	if ic.UserLogin != nil && userID != "" && userID == ic.UserLogin.UserMXID {
 		return ic.Account, !ic.Account.IsEmpty()
@@ -34,7 +35,7 @@ func (r mentionResolver) JIDForMXID(_ context.Context, userID id.UserID) (jid.JI
 	}
 	ghostID, ok := br.Matrix.ParseGhostMXID(userID)
 	if !ok {
-		return jid.JID{}, false
+		return r.accountOf(ctx, userID)
 	}
 	user, err := ids.ParseUserID(ghostID)
 	if err != nil {
@@ -67,8 +68,32 @@ func (r mentionResolver) GhostOrUserForJID(ctx context.Context, j jid.JID) (id.U
 		return "", "", false
 	}
 	if _, ok := ids.NetworkOfUser(user); !ok {
-		// Other third-party accounts and groups have no ghost.
+		// Other third-party accounts and groups have no ghost; the bridge's own users'
+		// accounts are their Matrix users.
+		if login := ic.ownLogin(user); login != nil && login.UserMXID != "" {
+			name := login.RemoteName
+			if name == "" {
+				name = login.UserMXID.Localpart()
+			}
+			return login.UserMXID, name, true
+		}
 		return "", "", false
 	}
 	return br.Matrix.FormatGhostMXID(ids.MakeUserID(user)), ic.contactName(ctx, user), true
+}
+
+// accountOf is the account another Matrix user of this bridge has on this login's
+// network, if they are logged in there.
+func (r mentionResolver) accountOf(ctx context.Context, userID id.UserID) (jid.JID, bool) {
+	br := r.ic.Main.Bridge
+	user, err := br.GetExistingUserByMXID(ctx, userID)
+	if err != nil || user == nil {
+		return jid.JID{}, false
+	}
+	for _, login := range user.GetUserLogins() {
+		if network, account, err := ids.ParseUserLoginID(login.ID); err == nil && network == r.ic.Network {
+			return account, true
+		}
+	}
+	return jid.JID{}, false
 }

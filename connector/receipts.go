@@ -14,6 +14,7 @@ import (
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/connector/ids"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop"
+	"github.com/matrix-meta-interop/matrix-meta-interop/interop/jid"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/stanza"
 )
 
@@ -50,16 +51,26 @@ func (ic *InteropClient) queueBestEffort(ctx context.Context, level zerolog.Leve
 	}
 }
 
-// receiptEvent is the remote event of a receipt, nil for those not bridged (groups,
-// and types this bridge does not show).
+// receiptEvent is the remote event of a receipt, nil for those not bridged (types
+// this bridge does not show, our own in a group). In a group the receipt is the
+// reading member's, shown by their ghost.
 func (ic *InteropClient) receiptEvent(node stanza.Node) (*simplevent.Receipt, error) {
 	r, err := interop.ParseReceipt(node)
 	if err != nil {
 		return nil, fmt.Errorf("failed to parse receipt: %w", err)
 	}
 	chat := r.Chat.ToUser()
-	if !r.Participant.IsEmpty() || chat.IsGroup() {
-		// TODO group receipts: the participant is the reader, the ids are ours.
+	sender := bridgev2.EventSender{Sender: ids.MakeUserID(chat)}
+	if chat.IsGroup() {
+		// The participant is the member who read; the ids are this login's messages.
+		if r.Participant.IsEmpty() {
+			return nil, fmt.Errorf("group receipt without participant")
+		}
+		if r.Participant.ToUser() == ic.Account.ToUser() {
+			return nil, nil
+		}
+		sender = ic.groupSender(r.Participant)
+	} else if !r.Participant.IsEmpty() {
 		return nil, nil
 	}
 	var typ bridgev2.RemoteEventType
@@ -84,7 +95,7 @@ func (ic *InteropClient) receiptEvent(node stanza.Node) (*simplevent.Receipt, er
 		EventMeta: simplevent.EventMeta{
 			Type:      typ,
 			PortalKey: ids.MakePortalKey(chat, ic.UserLogin.ID),
-			Sender:    bridgev2.EventSender{Sender: ids.MakeUserID(chat)},
+			Sender:    sender,
 			Timestamp: ts,
 		},
 		Targets: targets,
@@ -114,10 +125,6 @@ func (ic *InteropClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridg
 	if err != nil {
 		return fmt.Errorf("failed to parse portal: %w", err)
 	}
-	if chat.IsGroup() {
-		// TODO group read receipts need a participant per sender.
-		return nil
-	}
 	var msgs []*database.Message
 	if ic.Main.Bridge != nil && ic.Main.Bridge.DB != nil && !msg.ReadUpTo.IsZero() {
 		msgs, err = ic.Main.Bridge.DB.Message.GetMessagesBetweenTimeQuery(ctx, msg.Portal.PortalKey, msg.LastRead, msg.ReadUpTo)
@@ -128,20 +135,51 @@ func (ic *InteropClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridg
 	if msg.ExactMessage != nil {
 		msgs = append(msgs, msg.ExactMessage)
 	}
-	stanzaIDs := unreadStanzaIDs(chat.ToUser().String(), msgs)
-	if len(stanzaIDs) == 0 {
-		return nil
-	}
 	ts := msg.ReadUpTo
 	if ts.IsZero() {
 		ts = time.Now()
 	}
-	r := interop.Receipt{Chat: chat.ToUser(), IDs: stanzaIDs, Type: interop.ReceiptRead, T: ts}
-	if err := acc.Client().SendReceipt(ctx, r); err != nil {
-		return fmt.Errorf("failed to send read receipt: %w", err)
+	var receipts []interop.Receipt
+	if chat.IsGroup() {
+		receipts = groupReadReceipts(chat.ToUser(), ic.Account, msgs, ts)
+	} else if stanzaIDs := unreadStanzaIDs(chat.ToUser().String(), msgs); len(stanzaIDs) > 0 {
+		receipts = []interop.Receipt{{Chat: chat.ToUser(), IDs: stanzaIDs, Type: interop.ReceiptRead, T: ts}}
 	}
-	zerolog.Ctx(ctx).Debug().Int("count", len(stanzaIDs)).Msg("Sent read receipt")
+	for _, r := range receipts {
+		if err := acc.Client().SendReceipt(ctx, r); err != nil {
+			return fmt.Errorf("failed to send read receipt: %w", err)
+		}
+		zerolog.Ctx(ctx).Debug().Int("count", len(r.IDs)).Msg("Sent read receipt")
+	}
 	return nil
+}
+
+// groupReadReceipts are the read receipts of a group for msgs: one per member who sent
+// any of them (not this login's own account), naming that member as participant, in
+// the order of each sender's newest message.
+func groupReadReceipts(group, own jid.JID, msgs []*database.Message, ts time.Time) []interop.Receipt {
+	var senders []string
+	seen := map[string]bool{}
+	for i := len(msgs) - 1; i >= 0; i-- {
+		key, err := ids.ParseMessageID(msgs[i].ID)
+		if err != nil || key.Sender.ToUser() == own.ToUser() {
+			continue
+		}
+		if s := key.Sender.ToUser().String(); !seen[s] {
+			seen[s] = true
+			senders = append(senders, s)
+		}
+	}
+	var out []interop.Receipt
+	for _, s := range senders {
+		stanzaIDs := unreadStanzaIDs(s, msgs)
+		sender, err := jid.Parse(s)
+		if err != nil || len(stanzaIDs) == 0 {
+			continue
+		}
+		out = append(out, interop.Receipt{Chat: group, Participant: sender, IDs: stanzaIDs, Type: interop.ReceiptRead, T: ts})
+	}
+	return out
 }
 
 // maxReadIDs bounds one read receipt: the first receipt in a portal covers its whole

@@ -58,7 +58,6 @@ func TestReceiptEvent(t *testing.T) {
 			wantType: bridgev2.RemoteEventReadReceipt, targets: []networkid.MessageID{mid("C"), mid("A"), mid("B")}, last: mid("C"), readUpTo: time.Unix(1700000000, 0)},
 		{name: "played is read", node: stanza.Node{Tag: "receipt", Attrs: stanza.Attrs{"from": peer.String(), "id": "V", "type": "played", "t": "1700000001"}},
 			wantType: bridgev2.RemoteEventReadReceipt, targets: []networkid.MessageID{mid("V")}, last: mid("V"), readUpTo: time.Unix(1700000001, 0)},
-		{name: "group", node: stanza.Node{Tag: "receipt", Attrs: stanza.Attrs{"from": "120363000000000001@g.us", "participant": peer.String(), "id": "G"}}, none: true},
 		{name: "retry", node: stanza.Node{Tag: "receipt", Attrs: stanza.Attrs{"from": peer.String(), "id": "R", "type": "retry"}}, none: true},
 		{name: "no id", node: stanza.Node{Tag: "receipt", Attrs: stanza.Attrs{"from": peer.String()}}, err: true},
 		{name: "bad from", node: stanza.Node{Tag: "receipt", Attrs: stanza.Attrs{"from": "@@", "id": "A"}}, err: true},
@@ -110,7 +109,6 @@ func TestTypingEvent(t *testing.T) {
 		{name: "composing", node: cs(peer.String(), stanza.Node{Tag: "composing"}), timeout: typingTimeout, typ: bridgev2.TypingTypeText},
 		{name: "recording", node: cs(peer.String(), stanza.Node{Tag: "composing", Attrs: stanza.Attrs{"media": "audio"}}), timeout: typingTimeout, typ: bridgev2.TypingTypeRecordingMedia},
 		{name: "paused", node: cs(peer.String(), stanza.Node{Tag: "paused"}), timeout: 0},
-		{name: "group", node: stanza.Node{Tag: "chatstate", Attrs: stanza.Attrs{"from": "120363000000000001@g.us", "participant": peer.String()}, Content: []stanza.Node{{Tag: "paused"}}}, none: true},
 		{name: "unknown state", node: cs(peer.String(), stanza.Node{Tag: "dancing"}), err: true},
 	}
 	for _, tt := range tests {

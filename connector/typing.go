@@ -22,7 +22,7 @@ var (
 // resent while typing goes on, and a lost <paused/> must not leave them typing forever.
 const typingTimeout = 15 * time.Second
 
-// handleChatState shows a Meta user's typing in the 1:1 portal. Chatstates are
+// handleChatState shows a Meta user's typing in the portal. Chatstates are
 // never acked (PROTOCOL.md 3.6), and one that fails to bridge is simply lost.
 func (ic *InteropClient) handleChatState(ctx context.Context, node stanza.Node) {
 	evt, err := ic.typingEvent(node)
@@ -33,22 +33,31 @@ func (ic *InteropClient) handleChatState(ctx context.Context, node stanza.Node) 
 	ic.queueBestEffort(ctx, zerolog.DebugLevel, "chatstate", evt, err)
 }
 
-// typingEvent is the remote event of a chatstate, nil for groups (not bridged yet).
+// typingEvent is the remote event of a chatstate: in a group, the typing member's.
 func (ic *InteropClient) typingEvent(node stanza.Node) (*simplevent.Typing, error) {
 	cs, err := interop.ParseChatState(node)
 	if err != nil {
 		return nil, fmt.Errorf("failed to parse chatstate: %w", err)
 	}
 	chat := cs.From.ToUser()
-	if !cs.Participant.IsEmpty() || chat.IsGroup() {
-		// TODO group typing: the participant is the one typing.
+	sender := bridgev2.EventSender{Sender: ids.MakeUserID(chat)}
+	if chat.IsGroup() {
+		// The participant is the member typing.
+		if cs.Participant.IsEmpty() {
+			return nil, fmt.Errorf("group chatstate without participant")
+		}
+		if cs.Participant.ToUser() == ic.Account.ToUser() {
+			return nil, nil
+		}
+		sender = ic.groupSender(cs.Participant)
+	} else if !cs.Participant.IsEmpty() {
 		return nil, nil
 	}
 	evt := &simplevent.Typing{
 		EventMeta: simplevent.EventMeta{
 			Type:      bridgev2.RemoteEventTyping,
 			PortalKey: ids.MakePortalKey(chat, ic.UserLogin.ID),
-			Sender:    bridgev2.EventSender{Sender: ids.MakeUserID(chat)},
+			Sender:    sender,
 			Timestamp: time.Now(),
 		},
 	}
@@ -63,8 +72,8 @@ func (ic *InteropClient) typingEvent(node stanza.Node) (*simplevent.Typing, erro
 	return evt, nil
 }
 
-// HandleMatrixTyping tells the Meta user the Matrix user is typing (or recording a
-// voice message) or stopped.
+// HandleMatrixTyping tells the Meta user (or the group) the Matrix user is typing (or
+// recording a voice message) or stopped.
 func (ic *InteropClient) HandleMatrixTyping(ctx context.Context, msg *bridgev2.MatrixTyping) error {
 	acc := ic.account()
 	if acc == nil {
@@ -73,10 +82,6 @@ func (ic *InteropClient) HandleMatrixTyping(ctx context.Context, msg *bridgev2.M
 	chat, err := ids.ParsePortalID(msg.Portal.ID)
 	if err != nil {
 		return fmt.Errorf("failed to parse portal: %w", err)
-	}
-	if chat.IsGroup() {
-		// TODO group chatstates.
-		return nil
 	}
 	state := interop.ChatPaused
 	if msg.IsTyping {
