@@ -225,7 +225,7 @@ func (p *prepared) checkPadding(ra io.ReaderAt, size int64) error {
 // decrypt is the second pass over an authenticated blob of the given size.
 func (p *prepared) decrypt(dst io.Writer, blob io.ReaderAt, size int64) (Result, error) {
 	ctLen := size - MACLength
-	cbc := cipher.NewCBCDecrypter(p.block, p.keys.IV[:])
+	cbc := newCBCDecrypter(p.block, &p.keys)
 	r := io.NewSectionReader(blob, 0, ctLen)
 	fileHash := sha256.New()
 	buf := make([]byte, chunkSize)
@@ -327,7 +327,7 @@ type streamDecrypter struct {
 }
 
 func (p *prepared) newStreamDecrypter(dst io.Writer) *streamDecrypter {
-	return &streamDecrypter{p: p, cbc: cipher.NewCBCDecrypter(p.block, p.keys.IV[:]), dst: dst,
+	return &streamDecrypter{p: p, cbc: newCBCDecrypter(p.block, &p.keys), dst: dst,
 		fileHash: sha256.New(), buf: make([]byte, chunkSize+holdBack+blockSize)}
 }
 

@@ -2,7 +2,6 @@ package mediacrypt
 
 import (
 	"crypto/aes"
-	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
@@ -26,7 +25,7 @@ func Encrypt(dst io.Writer, src io.Reader, mediaKey []byte, t MediaType) (Result
 	if err != nil {
 		return Result{}, fmt.Errorf("failed to create cipher: %w", err)
 	}
-	cbc := cipher.NewCBCEncrypter(block, keys.IV[:])
+	cbc := newCBCEncrypter(block, &keys)
 	mac := hmac.New(sha256.New, keys.MACKey[:])
 	mac.Write(keys.IV[:])
 	fileHash, encHash := sha256.New(), sha256.New()
