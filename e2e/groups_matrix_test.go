@@ -1,0 +1,302 @@
+//go:build synapse
+
+package e2e
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-meta-interop/matrix-meta-interop/e2e/kit"
+)
+
+// loginOnly logs a new Matrix user in with number and waits until the login is
+// connected; it returns the user, the login ID and the interop account.
+func (e *env) loginOnly(name, number string) (*kit.User, string, string) {
+	e.t.Helper()
+	u := e.user(name)
+	loginID, err := e.st.LoginBridge(e.ctx, u, "whatsapp", number)
+	e.must(err)
+	_, err = e.st.WaitLoginState(e.ctx, u, loginID, "CONNECTED", 30*time.Second)
+	e.must(err)
+	return u, loginID, "7-" + number[1:] + "@interop"
+}
+
+// simGroupInfo is metasim's view of a group.
+type simGroupInfo struct {
+	Subject     string   `json:"subject"`
+	Description string   `json:"description"`
+	Members     []string `json:"members"`
+	Admins      []string `json:"admins"`
+}
+
+// simGroup asks metasim for a group.
+func (e *env) simGroup(group string) simGroupInfo {
+	e.t.Helper()
+	var g simGroupInfo
+	e.must(e.st.Sim.Call(e.ctx, http.MethodGet, "/v1/groups/"+url.PathEscape(group), nil, &g))
+	return g
+}
+
+// waitSimGroup polls metasim until the group satisfies cond (the bridge handles a
+// Matrix event after the homeserver accepted it).
+func (e *env) waitSimGroup(group, what string, cond func(simGroupInfo) bool) simGroupInfo {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		g := e.simGroup(group)
+		if cond(g) {
+			return g
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: the group is %+v", what, g)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// isNotice matches a notice in room that says every part.
+func isNotice(room id.RoomID, parts ...string) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		if evt.RoomID != room || evt.Type != event.EventMessage {
+			return false
+		}
+		msg := evt.Content.AsMessage()
+		if msg.MsgType != event.MsgNotice {
+			return false
+		}
+		for _, p := range parts {
+			if !strings.Contains(msg.Body, p) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// A Matrix user creates a group through the provisioning API with two WhatsApp users,
+// one of whom has not opted in: the group exists on Meta's side with the other, the
+// refusal is in the answer and in the room; then inviting a ghost adds its user, an
+// invite the gateway refuses is undone with a notice, kicking removes, renaming sets
+// the subject (a name over 100 characters is refused), the topic the description, a
+// new power level of 50 makes an admin, and reading a member's message sends them a
+// read receipt.
+func TestSynapseGroupFromMatrix(t *testing.T) {
+	e := startStack(t, false, nil)
+	alice, loginID, account := e.loginOnly("alice", "+491707780001")
+	e.alice = alice
+	bob, err := e.st.Sim.NewUser(e.ctx, "+491707780002", nil)
+	e.must(err)
+	carol, err := e.st.Sim.NewUser(e.ctx, "+491707780003", map[string]any{"opt_in": []int{}})
+	e.must(err)
+	dave, err := e.st.Sim.NewUser(e.ctx, "+491707780004", nil)
+	e.must(err)
+
+	var created struct {
+		ID     string                    `json:"id"`
+		MXID   id.RoomID                 `json:"mxid"`
+		Failed map[string]map[string]any `json:"failed_participants"`
+	}
+	e.must(e.st.Bridge.Provision(e.ctx, http.MethodPost, "/v3/create_group/group?login_id="+url.QueryEscape(loginID),
+		alice.ID.String(), alice.Client.AccessToken, map[string]any{
+			"name":         map[string]any{"name": "Hiking club"},
+			"topic":        map[string]any{"topic": "Sundays"},
+			"participants": []string{bob.JID, carol.JID},
+		}, &created))
+	group, room := created.ID, created.MXID
+	if room == "" || !strings.HasSuffix(group, "@g.us") {
+		t.Fatalf("create_group answered %+v", created)
+	}
+	if reason, _ := created.Failed[carol.JID]["reason"].(string); !strings.Contains(reason, "has not turned on third-party chats") || len(created.Failed) != 1 {
+		t.Errorf("failed participants %v, want carol's refusal", created.Failed)
+	}
+	g := e.simGroup(group)
+	if !sameSet(g.Members, account, bob.JID) || g.Subject != "Hiking club" || g.Description != "Sundays" {
+		t.Fatalf("the gateway's group %+v", g)
+	}
+	_, err = alice.WaitEvent(e.ctx, 30*time.Second, "the notice naming carol", isNotice(room, "Not added to the group", "+49 170 7780003", "third-party chats"))
+	e.must(err)
+	_, err = alice.WaitEvent(e.ctx, 30*time.Second, "bob's ghost in the room", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == ghostOf(bob.JID).String() &&
+			evt.Content.AsMember().Membership == event.MembershipJoin
+	})
+	e.must(err)
+	_, err = alice.WaitEvent(e.ctx, 30*time.Second, "own join", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == alice.ID.String() &&
+			evt.Content.AsMember().Membership == event.MembershipJoin
+	})
+	e.must(err)
+
+	t.Run("InviteAdds", func(t *testing.T) {
+		_, err := alice.Client.InviteUser(e.ctx, room, &mautrix.ReqInviteUser{UserID: ghostOf(dave.JID)})
+		e.must(err)
+		e.waitSimGroup(group, "dave added", func(g simGroupInfo) bool { return slices.Contains(g.Members, dave.JID) })
+		_, err = alice.WaitEvent(e.ctx, 30*time.Second, "dave's ghost joining", func(evt *event.Event) bool {
+			return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == ghostOf(dave.JID).String() &&
+				evt.Content.AsMember().Membership == event.MembershipJoin
+		})
+		e.must(err)
+	})
+
+	t.Run("RefusedInviteIsUndone", func(t *testing.T) {
+		mark := alice.Mark()
+		_, err := alice.Client.InviteUser(e.ctx, room, &mautrix.ReqInviteUser{UserID: ghostOf(carol.JID)})
+		e.must(err)
+		_, err = alice.WaitEventAfter(e.ctx, mark, 30*time.Second, "the refusal notice", isNotice(room, "+49 170 7780003", "has not turned on third-party chats"))
+		e.must(err)
+		_, err = alice.WaitEventAfter(e.ctx, mark, 30*time.Second, "carol's invite undone", func(evt *event.Event) bool {
+			return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == ghostOf(carol.JID).String() &&
+				evt.Content.AsMember().Membership == event.MembershipLeave
+		})
+		e.must(err)
+		if g := e.simGroup(group); slices.Contains(g.Members, carol.JID) {
+			t.Errorf("carol is in the group: %+v", g)
+		}
+	})
+
+	t.Run("KickRemoves", func(t *testing.T) {
+		_, err := alice.Client.KickUser(e.ctx, room, &mautrix.ReqKickUser{UserID: ghostOf(dave.JID)})
+		e.must(err)
+		e.waitSimGroup(group, "dave removed", func(g simGroupInfo) bool { return !slices.Contains(g.Members, dave.JID) })
+	})
+
+	t.Run("RenameAndTopic", func(t *testing.T) {
+		_, err := alice.Client.SendStateEvent(e.ctx, room, event.StateRoomName, "", &event.RoomNameEventContent{Name: "Hiking club 2027"})
+		e.must(err)
+		e.waitSimGroup(group, "the new subject", func(g simGroupInfo) bool { return g.Subject == "Hiking club 2027" })
+		mark := alice.Mark()
+		_, err = alice.Client.SendStateEvent(e.ctx, room, event.StateRoomName, "", &event.RoomNameEventContent{Name: strings.Repeat("n", 101)})
+		e.must(err)
+		_, err = alice.WaitEventAfter(e.ctx, mark, 30*time.Second, "the long name's refusal", isNotice(room, "101 characters", "at most 100"))
+		e.must(err)
+		if g := e.simGroup(group); g.Subject != "Hiking club 2027" {
+			t.Errorf("subject after a refused name: %q", g.Subject)
+		}
+		_, err = alice.Client.SendStateEvent(e.ctx, room, event.StateTopic, "", &event.TopicEventContent{Topic: "Every other Sunday"})
+		e.must(err)
+		e.waitSimGroup(group, "the new description", func(g simGroupInfo) bool { return g.Description == "Every other Sunday" })
+	})
+
+	t.Run("PowerLevelPromotes", func(t *testing.T) {
+		var pl event.PowerLevelsEventContent
+		e.must(alice.Client.StateEvent(e.ctx, room, event.StatePowerLevels, "", &pl))
+		pl.SetUserLevel(ghostOf(bob.JID), 50)
+		_, err := alice.Client.SendStateEvent(e.ctx, room, event.StatePowerLevels, "", &pl)
+		e.must(err)
+		e.waitSimGroup(group, "bob promoted", func(g simGroupInfo) bool { return slices.Contains(g.Admins, bob.JID) })
+	})
+
+	t.Run("ReadReceipt", func(t *testing.T) {
+		mark := alice.Mark()
+		sent, err := bob.SendText(e.ctx, group, "who brings the map?")
+		e.must(err)
+		evt := waitMessage(t, alice, mark, room, ghostOf(bob.JID), "who brings the map?")
+		e.must(alice.Client.SendReceipt(e.ctx, room, evt.ID, event.ReceiptTypeRead, nil))
+		got, err := bob.WaitInbox(e.ctx, 30*time.Second, "alice's read receipt", url.Values{"kind": {"receipt"}, "id": {sent.ID}}, func(it map[string]any) bool {
+			return kit.ItemData(it)["receipt"] == "read"
+		})
+		e.must(err)
+		if got["sender"] != account {
+			t.Errorf("the receipt came from %v, want %s", got["sender"], account)
+		}
+	})
+}
+
+// Two Matrix users of the bridge in one WhatsApp group share its portal and each
+// writes as their own interop account; a third, whose login is not in the group, is
+// told so when they write.
+func TestSynapseGroupTwoMatrixUsers(t *testing.T) {
+	e := startStack(t, false, nil)
+	alice, _, aliceAccount := e.loginOnly("alice", "+491707790001")
+	bobM, _, bobAccount := e.loginOnly("bob", "+491707790002")
+	carolM, _, _ := e.loginOnly("carol", "+491707790003")
+	e.alice = alice
+	meta, err := e.st.Sim.NewUser(e.ctx, "+491707790004", nil)
+	e.must(err)
+	var created struct {
+		JID string `json:"jid"`
+	}
+	e.must(e.st.Sim.Call(e.ctx, http.MethodPost, "/v1/groups", map[string]any{
+		"actor": meta.JID, "subject": "Neighbours", "participants": []string{aliceAccount, bobAccount}}, &created))
+	group := created.JID
+	joined := func(u *kit.User) id.RoomID {
+		t.Helper()
+		evt, err := u.WaitEvent(e.ctx, 30*time.Second, "own join in the group portal", func(evt *event.Event) bool {
+			return evt.Type == event.StateMember && evt.GetStateKey() == u.ID.String() && evt.Content.AsMember().Membership == event.MembershipJoin &&
+				roomName(e, u, evt.RoomID) == "Neighbours"
+		})
+		e.must(err)
+		return evt.RoomID
+	}
+	room, bobRoom := joined(alice), joined(bobM)
+	if room != bobRoom {
+		t.Fatalf("alice's portal %s, bob's %s: the group's portal is not shared", room, bobRoom)
+	}
+
+	for _, w := range []struct {
+		who     *kit.User
+		account string
+		text    string
+	}{{alice, aliceAccount, "hello from alice"}, {bobM, bobAccount, "hello from bob"}} {
+		_, err := w.who.SendText(e.ctx, room, w.text)
+		e.must(err)
+		item, err := meta.WaitInbox(e.ctx, 30*time.Second, w.text, url.Values{"kind": {"text"}, "chat": {group}}, inboxText(w.text))
+		e.must(err)
+		if item["sender"] != w.account {
+			t.Errorf("%q came from %v, want %s", w.text, item["sender"], w.account)
+		}
+	}
+
+	// Carol is invited on Matrix only (by alice, once an admin); her login is not in
+	// the group.
+	e.must(e.st.Sim.Call(e.ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/participants", map[string]any{
+		"actor": meta.JID, "action": "promote", "participants": []string{aliceAccount}}, nil))
+	_, err = alice.WaitEvent(e.ctx, 30*time.Second, "alice made an admin", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StatePowerLevels && evt.Content.AsPowerLevels().GetUserLevel(alice.ID) >= 50
+	})
+	e.must(err)
+	_, err = alice.Client.InviteUser(e.ctx, room, &mautrix.ReqInviteUser{UserID: carolM.ID})
+	e.must(err)
+	_, err = carolM.WaitEvent(e.ctx, 30*time.Second, "carol's join", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == carolM.ID.String() &&
+			evt.Content.AsMember().Membership == event.MembershipJoin
+	})
+	e.must(err)
+	mark := carolM.Mark()
+	_, err = carolM.SendText(e.ctx, room, "may I join?")
+	e.must(err)
+	_, err = carolM.WaitEventAfter(e.ctx, mark, 30*time.Second, "carol's refusal", isNotice(room, "is not a member of this group"))
+	e.must(err)
+	if _, err := meta.WaitInbox(e.ctx, 2*time.Second, "carol's message", url.Values{"kind": {"text"}, "chat": {group}}, inboxText("may I join?")); err == nil {
+		t.Error("carol's message reached the group")
+	}
+}
+
+// roomName is the room's name as u sees it ("" when it has none or u cannot see it).
+func roomName(e *env, u *kit.User, room id.RoomID) string {
+	var name event.RoomNameEventContent
+	if err := u.Client.StateEvent(e.ctx, room, event.StateRoomName, "", &name); err != nil {
+		return ""
+	}
+	return name.Name
+}
+
+// sameSet says whether got holds exactly want, in any order.
+func sameSet(got []string, want ...string) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			return false
+		}
+	}
+	return true
+}
