@@ -193,6 +193,21 @@ func TestSynapseGroupFromMatrix(t *testing.T) {
 		e.waitSimGroup(group, "bob promoted", func(g simGroupInfo) bool { return slices.Contains(g.Admins, bob.JID) })
 	})
 
+	t.Run("Typing", func(t *testing.T) {
+		_, err := alice.Client.UserTyping(e.ctx, room, true, 20*time.Second)
+		e.must(err)
+		_, err = bob.WaitInbox(e.ctx, 30*time.Second, "alice typing in the group", url.Values{"kind": {"chatstate"}, "chat": {group}}, func(it map[string]any) bool {
+			return kit.ItemData(it)["chat_state"] == "composing" && it["sender"] == account
+		})
+		e.must(err)
+		_, err = alice.Client.UserTyping(e.ctx, room, false, 0)
+		e.must(err)
+		mark := alice.Mark()
+		e.must(bob.Typing(e.ctx, group, "composing"))
+		_, err = alice.WaitEventAfter(e.ctx, mark, 30*time.Second, "bob's ghost typing", kit.IsTyping(room, ghostOf(bob.JID), true))
+		e.must(err)
+	})
+
 	t.Run("ReadReceipt", func(t *testing.T) {
 		mark := alice.Mark()
 		sent, err := bob.SendText(e.ctx, group, "who brings the map?")
@@ -299,4 +314,117 @@ func sameSet(got []string, want ...string) bool {
 		}
 	}
 	return true
+}
+
+// The create-group command in a Matrix room the user made, with the ghosts of the
+// people to add invited, turns that room into the new group's portal: the ghosts who
+// may join do, and the reply names the one who may not.
+func TestSynapseGroupCreateCommand(t *testing.T) {
+	e := startStack(t, false, nil)
+	alice, _, account := e.loginOnly("alice", "+491707800001")
+	e.alice = alice
+	bob, err := e.st.Sim.NewUser(e.ctx, "+491707800002", nil)
+	e.must(err)
+	carol, err := e.st.Sim.NewUser(e.ctx, "+491707800003", map[string]any{"opt_in": []int{}})
+	e.must(err)
+	bot := id.NewUserID("metainteropbot", kit.ServerName)
+	created, err := alice.Client.CreateRoom(e.ctx, &mautrix.ReqCreateRoom{
+		Name:               "Book club",
+		Invite:             []id.UserID{bot, ghostOf(bob.JID), ghostOf(carol.JID)},
+		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{alice.ID: 100, bot: 100}},
+	})
+	e.must(err)
+	room := created.RoomID
+	_, err = alice.WaitEvent(e.ctx, 30*time.Second, "the bot joining", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == bot.String() &&
+			evt.Content.AsMember().Membership == event.MembershipJoin
+	})
+	e.must(err)
+	mark := alice.Mark()
+	_, err = alice.SendText(e.ctx, room, "!meta create-group")
+	e.must(err)
+	reply, err := alice.WaitEventAfter(e.ctx, mark, 30*time.Second, "the command's answer", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Sender == bot && evt.Type == event.EventMessage && strings.Contains(evt.Content.AsMessage().Body, "group")
+	})
+	e.must(err)
+	body := reply.Content.AsMessage().Body
+	if !strings.Contains(body, "Successfully created group") || !strings.Contains(body, "third-party chats") {
+		t.Fatalf("the command answered %q", body)
+	}
+	group := body[strings.Index(body, "`")+1:]
+	group = group[:strings.Index(group, "`")]
+	if g := e.simGroup(group); !sameSet(g.Members, account, bob.JID) || g.Subject != "Book club" {
+		t.Errorf("the gateway's group %+v", g)
+	}
+	_, err = alice.WaitEventAfter(e.ctx, mark, 30*time.Second, "bob's ghost joining", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == ghostOf(bob.JID).String() &&
+			evt.Content.AsMember().Membership == event.MembershipJoin
+	})
+	e.must(err)
+	_, err = alice.SendText(e.ctx, room, "first chapter by Friday")
+	e.must(err)
+	_, err = bob.WaitInbox(e.ctx, 30*time.Second, "alice's message in the new group", url.Values{"kind": {"text"}, "chat": {group}}, inboxText("first chapter by Friday"))
+	e.must(err)
+}
+
+// With relay mode on and a member's login set as the group portal's relay, a Matrix
+// user without a login writes in the group through that login, named in the text.
+func TestSynapseGroupRelay(t *testing.T) {
+	e := startStack(t, false, func(o *kit.StackOptions) {
+		o.BridgeConfig = map[string]any{
+			"bridge.relay.enabled":        true,
+			"bridge.relay.admin_only":     false,
+			"bridge.relay.prefer_default": false,
+		}
+	})
+	alice, _, account := e.loginOnly("alice", "+491707810001")
+	e.alice = alice
+	meta, err := e.st.Sim.NewUser(e.ctx, "+491707810002", nil)
+	e.must(err)
+	var created struct {
+		JID string `json:"jid"`
+	}
+	e.must(e.st.Sim.Call(e.ctx, http.MethodPost, "/v1/groups", map[string]any{
+		"actor": meta.JID, "subject": "Allotment", "participants": []string{account}}, &created))
+	group := created.JID
+	e.must(e.st.Sim.Call(e.ctx, http.MethodPost, "/v1/groups/"+url.PathEscape(group)+"/participants", map[string]any{
+		"actor": meta.JID, "action": "promote", "participants": []string{account}}, nil))
+	evt, err := alice.WaitEvent(e.ctx, 30*time.Second, "alice made an admin in the portal", func(evt *event.Event) bool {
+		return evt.Type == event.StatePowerLevels && evt.Content.AsPowerLevels().GetUserLevel(alice.ID) >= 50
+	})
+	e.must(err)
+	room := evt.RoomID
+
+	mark := alice.Mark()
+	_, err = alice.SendText(e.ctx, room, "!meta set-relay")
+	e.must(err)
+	reply, err := alice.WaitEventAfter(e.ctx, mark, 30*time.Second, "set-relay's answer", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.EventMessage && evt.Sender.Localpart() == "metainteropbot"
+	})
+	e.must(err)
+	if body := reply.Content.AsMessage().Body; !strings.Contains(strings.ToLower(body), "relay") || strings.Contains(body, "not") {
+		t.Fatalf("set-relay answered %q", body)
+	}
+
+	dave := e.user("dave")
+	_, err = alice.Client.InviteUser(e.ctx, room, &mautrix.ReqInviteUser{UserID: dave.ID})
+	e.must(err)
+	_, err = dave.WaitEvent(e.ctx, 30*time.Second, "dave's join", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == dave.ID.String() &&
+			evt.Content.AsMember().Membership == event.MembershipJoin
+	})
+	e.must(err)
+	_, err = dave.SendText(e.ctx, room, "the tomatoes are ripe")
+	e.must(err)
+	item, err := meta.WaitInbox(e.ctx, 30*time.Second, "dave's relayed message", url.Values{"kind": {"text"}, "chat": {group}}, func(it map[string]any) bool {
+		text, _ := kit.ItemData(it)["text"].(string)
+		return strings.Contains(text, "the tomatoes are ripe")
+	})
+	e.must(err)
+	if item["sender"] != account {
+		t.Errorf("the relayed message came from %v, want the relay's account %s", item["sender"], account)
+	}
+	if text, _ := kit.ItemData(item)["text"].(string); !strings.Contains(text, dave.ID.Localpart()) {
+		t.Errorf("the relayed text %q does not name dave", text)
+	}
 }
