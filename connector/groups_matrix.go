@@ -311,6 +311,10 @@ func (ic *InteropClient) HandleMatrixMembership(ctx context.Context, msg *bridge
 		return nil, nil
 	}
 	if msg.OrigSender != nil {
+		if leave {
+			// A user without a login leaving: they were never in the group on Meta's side.
+			return nil, nil
+		}
 		err := errors.New("relayed users cannot change a group's members")
 		ic.notice(ctx, msg.Portal, "Only users logged in to the bridge can change the group's members")
 		return nil, groupRefuse(err, event.MessageStatusNoPermission)
@@ -327,7 +331,14 @@ func (ic *InteropClient) HandleMatrixMembership(ctx context.Context, msg *bridge
 				return other.HandleMatrixMembership(ctx, msg)
 			}
 		}
-		if err := acc.LeaveGroup(ctx, group); err != nil {
+		err := acc.LeaveGroup(ctx, group)
+		if errors.Is(err, errcode.ErrForbidden) || errors.Is(err, errcode.ErrNotFound) {
+			// Not in the group (any more): the user's login was never a member, or left
+			// on another device; the room is left either way.
+			ic.groups.forget(group)
+			return nil, nil
+		}
+		if err != nil {
 			zerolog.Ctx(ctx).Err(err).Stringer("group", group).Msg("Failed to leave the group")
 			ic.notice(ctx, msg.Portal, ic.gatewayRefusal(err, "leave the group"))
 			return nil, groupRefuse(err, event.MessageStatusGenericError)
@@ -335,6 +346,12 @@ func (ic *InteropClient) HandleMatrixMembership(ctx context.Context, msg *bridge
 		ic.groups.forget(group)
 		zerolog.Ctx(ctx).Info().Stringer("group", group).Msg("Left the group from Matrix")
 		return nil, nil
+	}
+	if err := ic.refuseNonMember(ctx, msg.Portal, group); err != nil {
+		if action == interop.GroupAdd {
+			ic.undoInvite(ctx, msg, "")
+		}
+		return nil, err
 	}
 	user, err := ic.groupMemberJID(msg.Target)
 	if err != nil {
@@ -389,9 +406,12 @@ func (ic *InteropClient) joinInvited(ctx context.Context, msg *bridgev2.MatrixMe
 }
 
 // undoInvite takes back a Matrix invite that did not become a member, with a notice
-// saying why: the ghost rejects it, so the room shows who is really in the group.
+// saying why (none when it was already said): the ghost rejects it, so the room shows
+// who is really in the group.
 func (ic *InteropClient) undoInvite(ctx context.Context, msg *bridgev2.MatrixMembershipChange, why string) {
-	ic.notice(ctx, msg.Portal, why)
+	if why != "" {
+		ic.notice(ctx, msg.Portal, why)
+	}
 	ghost, ok := msg.Target.(*bridgev2.Ghost)
 	if !ok || ghost.Intent == nil || msg.Portal == nil || msg.Portal.MXID == "" {
 		return
@@ -446,6 +466,9 @@ func (ic *InteropClient) HandleMatrixPowerLevels(ctx context.Context, msg *bridg
 		ic.notice(ctx, msg.Portal, ic.gatewayRefusal(ErrNotConnected, "change who is an admin"))
 		return false, groupRefuse(ErrNotConnected, event.MessageStatusGenericError)
 	}
+	if err := ic.refuseNonMember(ctx, msg.Portal, group); err != nil {
+		return false, err
+	}
 	var refusals []string
 	for _, action := range []interop.GroupAction{interop.GroupPromote, interop.GroupDemote} {
 		users := changes[action]
@@ -499,6 +522,9 @@ func (ic *InteropClient) HandleMatrixRoomName(ctx context.Context, msg *bridgev2
 		ic.notice(ctx, msg.Portal, ic.gatewayRefusal(ErrNotConnected, "rename the group"))
 		return false, groupRefuse(ErrNotConnected, event.MessageStatusGenericError)
 	}
+	if err := ic.refuseNonMember(ctx, msg.Portal, group); err != nil {
+		return false, err
+	}
 	if err := acc.Client().SetGroupSubject(ctx, group, name); err != nil {
 		ic.notice(ctx, msg.Portal, ic.gatewayRefusal(err, "rename the group"))
 		return false, groupRefuse(err, event.MessageStatusGenericError)
@@ -524,6 +550,9 @@ func (ic *InteropClient) HandleMatrixRoomTopic(ctx context.Context, msg *bridgev
 	if acc == nil || !ic.IsLoggedIn() {
 		ic.notice(ctx, msg.Portal, ic.gatewayRefusal(ErrNotConnected, "change the group's description"))
 		return false, groupRefuse(ErrNotConnected, event.MessageStatusGenericError)
+	}
+	if err := ic.refuseNonMember(ctx, msg.Portal, group); err != nil {
+		return false, err
 	}
 	if err := acc.Client().SetGroupDescription(ctx, group, topic); err != nil {
 		ic.notice(ctx, msg.Portal, ic.gatewayRefusal(err, "change the group's description"))
@@ -554,4 +583,18 @@ func (ic *InteropClient) requireGroupMember(ctx context.Context, group jid.JID) 
 		WithStatus(event.MessageStatusFail).WithErrorReason(event.MessageStatusNoPermission).
 		WithMessage(fmt.Sprintf("Your %s login (%s) is not a member of this group, so it cannot send here; ask an admin to add it",
 			networkDisplayName(ic.Main, ic.Network), number))
+}
+
+// refuseNonMember tells the room, and returns the refusal, when this login is not in
+// the group it is asked to change: the gateway would only say "forbidden", which reads
+// as if the user were not an admin.
+func (ic *InteropClient) refuseNonMember(ctx context.Context, portal *bridgev2.Portal, group jid.JID) error {
+	err := ic.requireGroupMember(ctx, group)
+	if err == nil {
+		return nil
+	}
+	if ms, ok := errors.AsType[bridgev2.MessageStatus](err); ok {
+		ic.notice(ctx, portal, strings.Replace(ms.Message, "so it cannot send here", "so it cannot change the group", 1))
+	}
+	return err
 }

@@ -427,6 +427,23 @@ func TestGroupActionsAgainstSimulator(t *testing.T) {
 	if !errors.Is(err, errNotGroupMember) {
 		t.Errorf("send after leaving: %v", err)
 	}
+	bot.take()
+	ok, err = rename("Our club")
+	refusedFor(err)
+	if ok {
+		t.Error("a login not in the group renamed it")
+	}
+	wantNotice("renaming after leaving", "login (+49 170 1234567) is not a member of this group", "cannot change the group")
+	if g := get(); g.Subject != "Hiking club 2027" {
+		t.Errorf("renamed by a non-member: %+v", g)
+	}
+	// Leaving again (the room, when the group was already left elsewhere) is no error.
+	if err := membership(bridgev2.Leave, sb.br.GetCachedUserLoginByID(loginID)); err != nil {
+		t.Errorf("leaving twice: %v", err)
+	}
+	if notices := bot.take(); len(notices) != 0 {
+		t.Errorf("leaving twice: notices %q", notices)
+	}
 }
 
 // sameMembers says whether members are exactly want, in any order.

@@ -226,9 +226,12 @@ func TestSynapseGroupFromMatrix(t *testing.T) {
 
 // Two Matrix users of the bridge in one WhatsApp group share its portal and each
 // writes as their own interop account; a third, whose login is not in the group, is
-// told so when they write.
+// told so when they write; one leaving the room (with bridge_matrix_leave on) leaves
+// the group.
 func TestSynapseGroupTwoMatrixUsers(t *testing.T) {
-	e := startStack(t, false, nil)
+	e := startStack(t, false, func(o *kit.StackOptions) {
+		o.BridgeConfig = map[string]any{"bridge.bridge_matrix_leave": true}
+	})
 	alice, _, aliceAccount := e.loginOnly("alice", "+491707790001")
 	bobM, _, bobAccount := e.loginOnly("bob", "+491707790002")
 	carolM, _, _ := e.loginOnly("carol", "+491707790003")
@@ -292,6 +295,11 @@ func TestSynapseGroupTwoMatrixUsers(t *testing.T) {
 	if _, err := meta.WaitInbox(e.ctx, 2*time.Second, "carol's message", url.Values{"kind": {"text"}, "chat": {group}}, inboxText("may I join?")); err == nil {
 		t.Error("carol's message reached the group")
 	}
+	_, err = bobM.Client.LeaveRoom(e.ctx, room)
+	e.must(err)
+	e.waitSimGroup(group, "bob leaving", func(g simGroupInfo) bool {
+		return !slices.Contains(g.Members, bobAccount) && slices.Contains(g.Members, aliceAccount)
+	})
 }
 
 // roomName is the room's name as u sees it ("" when it has none or u cannot see it).
