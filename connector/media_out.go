@@ -518,10 +518,18 @@ func matrixThumbnail(bot bridgev2.MatrixAPI) thumbnailFunc {
 	}
 }
 
+// copyBufferSize is the size of a download's reads: a few hundred per 100 MiB instead
+// of io.Copy's 3200, each one a hand-over to the encryption.
+const copyBufferSize = 256 << 10
+
 // copyLimited copies at most limit bytes and fails with errMediaTooLarge when there are
 // more. check, when set, is closed at the end to verify what was read.
 func copyLimited(dst io.Writer, src io.Reader, limit int64, check io.Closer) (int64, error) {
-	n, err := io.Copy(dst, io.LimitReader(src, limit+1))
+	bufSize := int64(copyBufferSize)
+	if limit < bufSize {
+		bufSize = limit + 1
+	}
+	n, err := io.CopyBuffer(dst, io.LimitReader(src, limit+1), make([]byte, bufSize))
 	if err != nil {
 		return n, fmt.Errorf("failed to read the file: %w", err)
 	}
