@@ -221,6 +221,34 @@ func TestSynapseGroupFromMatrix(t *testing.T) {
 		if got["sender"] != account {
 			t.Errorf("the receipt came from %v, want %s", got["sender"], account)
 		}
+
+		// Bob reads alice's message: the room shows his ghost's read receipt.
+		aliceEvt, err := alice.SendText(e.ctx, room, "I do")
+		e.must(err)
+		item, err := bob.WaitInbox(e.ctx, 30*time.Second, "alice's message", url.Values{"kind": {"text"}, "chat": {group}}, inboxText("I do"))
+		e.must(err)
+		stanzaID, _ := item["id"].(string)
+		mark = alice.Mark()
+		e.must(e.st.Sim.Call(e.ctx, http.MethodPost, "/v1/users/"+bob.JID+"/receipts", map[string]any{
+			"chat": group, "ids": []string{stanzaID}, "type": "read", "sender": account}, nil))
+		_, err = alice.WaitEventAfter(e.ctx, mark, 30*time.Second, "bob's ghost's read receipt", kit.IsReadReceipt(room, ghostOf(bob.JID), aliceEvt))
+		e.must(err)
+	})
+
+	t.Run("Capabilities", func(t *testing.T) {
+		var caps struct {
+			GroupCreation map[string]struct {
+				Name struct {
+					MaxLength int `json:"max_length"`
+				} `json:"name"`
+				Participants struct{ Allowed bool } `json:"participants"`
+			} `json:"group_creation"`
+		}
+		e.must(e.st.Bridge.Provision(e.ctx, http.MethodGet, "/v3/capabilities", alice.ID.String(), alice.Client.AccessToken, nil, &caps))
+		g, ok := caps.GroupCreation["group"]
+		if !ok || g.Name.MaxLength != 100 || !g.Participants.Allowed {
+			t.Errorf("provisioning capabilities %+v", caps)
+		}
 	})
 }
 
