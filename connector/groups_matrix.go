@@ -36,11 +36,13 @@ const (
 	// GroupTypeDefault is the one group type the provisioning API and create-group know.
 	GroupTypeDefault = "group"
 	// maxGroupMembers counts the creator.
-	maxGroupMembers         = 256
-	maxGroupDescriptionLen  = 2048
-	groupNoticeTimeout      = 30 * time.Second
-	groupCreateNoticeFormat = "Not added to the group:\n%s"
+	maxGroupMembers        = 256
+	maxGroupDescriptionLen = 2048
 )
+
+// groupNoticeTimeout bounds the wait for a new group's room before the notice of who
+// was not added is given up (the provisioning answer lists them anyway).
+const groupNoticeTimeout = 30 * time.Second
 
 // errNotGroupMember is wrapped when a Matrix user whose login is not in a group acts in
 // its portal (bridgev2 picks any of their logins when none is in the portal).
@@ -126,7 +128,7 @@ func (ic *InteropClient) memberName(ctx context.Context, user jid.JID) string {
 	return ids.FormatPhoneNumber(user.User)
 }
 
-// groupPortal is the group of a portal, or an error for 1:1 portals.
+// groupOf is the group of a group portal; ok is false for 1:1 portals.
 func groupOf(portal *bridgev2.Portal) (jid.JID, bool) {
 	if portal == nil {
 		return jid.JID{}, false
@@ -273,7 +275,7 @@ func (ic *InteropClient) noticeFailedParticipants(ctx context.Context, portal *b
 		lines = append(lines, "• "+f.Reason)
 	}
 	slices.Sort(lines)
-	ic.notice(ctx, portal, fmt.Sprintf(groupCreateNoticeFormat, strings.Join(lines, "\n")))
+	ic.notice(ctx, portal, "Not added to the group:\n"+strings.Join(lines, "\n"))
 }
 
 // membershipAction is the group change a Matrix membership change asks for: add for

@@ -293,6 +293,18 @@ func TestGroupActionsAgainstSimulator(t *testing.T) {
 	if len(resp.FailedParticipants) != 1 || resp.PortalInfo == nil || *resp.PortalInfo.Name != "Hiking club" {
 		t.Errorf("response %+v", resp)
 	}
+	// The room bridgev2 makes for the group is told who was not added.
+	resp.Portal.MXID = "!new:test.invalid"
+	resp.Portal.RoomCreated.Set()
+	var notices []string
+	waitFor(t, "the notice of refused participants", func() bool {
+		notices = append(notices, bot.take()...)
+		return len(notices) > 0
+	})
+	if len(notices) != 1 || !strings.HasPrefix(notices[0], "Not added to the group:\n• +49 170 3330003") ||
+		!strings.Contains(notices[0], "has not turned on third-party chats") {
+		t.Errorf("creation notices %q", notices)
+	}
 	get := func() simGroup {
 		t.Helper()
 		var g simGroup
