@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -298,6 +299,30 @@ func TestSynapseGroupTwoMatrixUsers(t *testing.T) {
 		if item["sender"] != w.account {
 			t.Errorf("%q came from %v, want %s", w.text, item["sender"], w.account)
 		}
+	}
+
+	// Alice mentions bob, a Matrix user of the bridge, and answers the Meta member:
+	// the mention names bob's account, the reply quotes the member.
+	mark0 := alice.Mark()
+	metaMsg, err := meta.SendText(e.ctx, group, "who waters the plants?")
+	e.must(err)
+	metaEvt := waitMessage(t, alice, mark0, room, ghostOf(meta.JID), "who waters the plants?")
+	_, err = alice.Send(e.ctx, room, &event.MessageEventContent{MsgType: event.MsgText,
+		Body: "bob does", Format: event.FormatHTML,
+		FormattedBody: fmt.Sprintf(`<a href="https://matrix.to/#/%s">bob</a> does`, bobM.ID),
+		Mentions:      &event.Mentions{UserIDs: []id.UserID{bobM.ID}},
+		RelatesTo:     (&event.RelatesTo{}).SetReplyTo(metaEvt.ID)})
+	e.must(err)
+	item, err := meta.WaitInbox(e.ctx, 30*time.Second, "alice's mention of bob", url.Values{"kind": {"text"}, "chat": {group}}, func(it map[string]any) bool {
+		text, _ := kit.ItemData(it)["text"].(string)
+		return strings.HasSuffix(text, " does")
+	})
+	e.must(err)
+	if mentions, _ := kit.ItemData(item)["mentions"].([]any); len(mentions) != 1 || mentions[0] != bobAccount {
+		t.Errorf("mentions %v, want bob's account %s", mentions, bobAccount)
+	}
+	if reply := kit.ItemKey(item, "reply_to"); reply["id"] != metaMsg.ID || reply["participant"] != meta.JID {
+		t.Errorf("reply_to %v, want %s by %s", reply, metaMsg.ID, meta.JID)
 	}
 
 	// Carol is invited on Matrix only (by alice, once an admin); her login is not in
