@@ -79,6 +79,11 @@ type MediaResult struct {
 	BridgeSeconds  float64 `json:"bridge_seconds,omitempty"`
 	BridgeMBPerSec float64 `json:"bridge_mb_per_second,omitempty"`
 	UploadSeconds  float64 `json:"homeserver_upload_seconds,omitempty"`
+	// HostSeconds (Matrix→Meta) is the part of BridgeSeconds the bridge's log times:
+	// downloading the file from Synapse, encrypting and hosting it. The rest of
+	// BridgeSeconds is Synapse passing the event on, and the message's way to the
+	// device.
+	HostSeconds float64 `json:"host_seconds,omitempty"`
 	// FetchSeconds (Matrix→Meta) is the rest after BridgeSeconds: Meta's proxy
 	// fetching the blob from the bridge's media host and the device decrypting and
 	// verifying it (metasim, in the bench process).
@@ -580,6 +585,7 @@ func (m *mediaEnv) toMeta(ctx context.Context, size int64) (MediaResult, error) 
 	if err != nil {
 		return res, err
 	}
+	logFrom := logSize(m.e.bridge.LogPath)
 	sendAt := time.Now()
 	if _, err := p.user.Send(ctx, p.room, &event.MessageEventContent{MsgType: event.MsgFile, Body: name,
 		URL: up.ContentURI.CUString(), Info: &event.FileInfo{MimeType: "application/octet-stream", Size: int(size)}}); err != nil {
@@ -596,7 +602,15 @@ func (m *mediaEnv) toMeta(ctx context.Context, size int64) (MediaResult, error) 
 		res.FetchSeconds = round(arrived.Sub(received).Seconds(), 3)
 	}
 	res.TotalSeconds = round(arrived.Sub(start).Seconds(), 3)
-	return res, m.finish(ctx, &res, b0, h0)
+	if err := m.finish(ctx, &res, b0, h0); err != nil {
+		return res, err
+	}
+	if took, err := readOutgoingTook(m.e.bridge.LogPath, logFrom, size); err != nil {
+		m.e.log.Warn().Err(err).Msg("No bridge timing for the file")
+	} else {
+		res.HostSeconds = round(took.Seconds(), 3)
+	}
+	return res, nil
 }
 
 // waitMediaOK polls the simulated user's inbox after since until a media item with

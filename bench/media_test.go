@@ -234,3 +234,29 @@ not json at all, mentions /upload
 		})
 	}
 }
+
+func TestParseOutgoingTook(t *testing.T) {
+	log := []byte(`{"level":"debug","message":"Handling remote event"}
+{"level":"debug","media_type":"document","file_length":2048,"blob_length":2074,"thumbnail":false,"took":3.5,"message":"Hosted the encrypted file of an outgoing message"}
+not json, Hosted the encrypted file
+{"level":"debug","media_type":"document","file_length":104857583,"blob_length":104857610,"thumbnail":false,"took":812.25,"message":"Hosted the encrypted file of an outgoing message"}
+{"level":"debug","file_length":104857583,"took":1.0,"message":"Hosted the encrypted file of an outgoing message"}
+`)
+	for _, tc := range []struct {
+		name    string
+		size    int64
+		want    time.Duration
+		wantErr bool
+	}{
+		{"the file's first line", 104857583, 812250 * time.Microsecond, false},
+		{"a small file", 2048, 3500 * time.Microsecond, false},
+		{"no file of that size", 4096, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseOutgoingTook(log, tc.size)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Fatalf("got %v, %v; want %v, error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}

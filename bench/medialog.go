@@ -10,8 +10,10 @@ import (
 	"time"
 )
 
-// Media mode reads two timings of an incoming file from the bridge's JSON log (at
-// debug level): connector/media_in.go's "Bridged incoming media" (with the file's
+// Media mode reads timings of files from the bridge's JSON log (at debug level). Of
+// an outgoing file, connector/media_out.go's "Hosted the encrypted file of an outgoing
+// message" says how long downloading, encrypting and hosting it took. Of an incoming
+// file, connector/media_in.go's "Bridged incoming media" (with the file's
 // size and how long fetching it from Meta's media host, verifying, decrypting and
 // uploading it took) and the Matrix client's "Request completed" of the upload to the
 // homeserver, whose URL names the file. Neither is a contract: when a line is
@@ -87,6 +89,51 @@ func parseIncomingTimes(log []byte, size int64, fileName string) (incomingTimes,
 		return t, fmt.Errorf("the bridge's log has no timings of the incoming %s (bridged: %v, upload: %v)", fileName, tookOK, uploadOK)
 	}
 	return t, nil
+}
+
+// readOutgoingTook reads the log at path from offset on for connector/media_out.go's
+// "Hosted the encrypted file of an outgoing message" of a file of size bytes: how long
+// the bridge took to download the file from the homeserver, encrypt and host it.
+func readOutgoingTook(path string, offset, size int64) (time.Duration, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("failed to open the bridge's log: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, 0); err != nil {
+		return 0, fmt.Errorf("failed to read the bridge's log: %w", err)
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(f); err != nil {
+		return 0, fmt.Errorf("failed to read the bridge's log: %w", err)
+	}
+	return parseOutgoingTook(buf.Bytes(), size)
+}
+
+// parseOutgoingTook finds the first hosting line of a file of size bytes in JSON log
+// lines.
+func parseOutgoingTook(log []byte, size int64) (time.Duration, error) {
+	sc := bufio.NewScanner(bytes.NewReader(log))
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.Contains(line, []byte("Hosted the encrypted file")) {
+			continue
+		}
+		var entry struct {
+			Message    string   `json:"message"`
+			FileLength *int64   `json:"file_length"`
+			Took       *float64 `json:"took"`
+		}
+		if json.Unmarshal(line, &entry) != nil {
+			continue
+		}
+		if entry.Message == "Hosted the encrypted file of an outgoing message" && entry.FileLength != nil &&
+			*entry.FileLength == size && entry.Took != nil {
+			return msDuration(*entry.Took), nil
+		}
+	}
+	return 0, fmt.Errorf("the bridge's log has no hosting time of an outgoing file of %d bytes", size)
 }
 
 func msDuration(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }

@@ -146,6 +146,7 @@ func (s *mediaSender) prepare(ctx context.Context, content *event.MessageEventCo
 		return nil, refuse(fmt.Errorf("%w: no file URL", msgconv.ErrInvalid), event.MessageStatusGenericError,
 			fmt.Sprintf("%s has no file to send", name))
 	}
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, mediaTimeout)
 	defer cancel()
 
@@ -188,7 +189,7 @@ func (s *mediaSender) prepare(ctx context.Context, content *event.MessageEventCo
 	s.describe(ctx, content, t, spool, media)
 	zerolog.Ctx(ctx).Debug().Stringer("media_type", t).Str("message_id", stanzaID).
 		Uint64("file_length", media.FileLength).Uint64("blob_length", media.EncLength).
-		Bool("thumbnail", media.Thumbnail != nil).Msg("Hosted the encrypted file of an outgoing message")
+		Bool("thumbnail", media.Thumbnail != nil).Dur("took", time.Since(start)).Msg("Hosted the encrypted file of an outgoing message")
 	return media, nil
 }
 
