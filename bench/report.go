@@ -42,6 +42,8 @@ type Report struct {
 	Media       []MediaResult  `json:"media,omitempty"`
 	MediaRounds []MediaResult  `json:"media_rounds,omitempty"`
 	MediaCrypto []CryptoResult `json:"media_crypto,omitempty"`
+	// Group is interop/'s group send benchmark (group mode), one row per case.
+	Group []GroupResult `json:"group,omitempty"`
 	// FloorStore is the interop/ store matching the bridge's database, for the notes.
 	FloorStore string   `json:"floor_store"`
 	Notes      []string `json:"notes,omitempty"`
@@ -214,6 +216,7 @@ func (r *Report) Print(w io.Writer) {
 		_ = tw.Flush()
 	}
 	r.printMedia(w)
+	r.printGroup(w)
 	for _, i := range r.Idle {
 		fmt.Fprintf(w, "\nidle (%s, users set up, nothing sent, %.0f s): bridge %.3f cores, Synapse %.3f cores\n",
 			modeLabel(i.Mode), i.Seconds, i.BridgeCores, i.HomeserverCores)
@@ -255,6 +258,9 @@ func (r *Report) AddNotes() {
 	}
 	if len(r.Media) > 0 {
 		r.Notes = append(r.Notes, mediaNote)
+	}
+	if len(r.Group) > 0 {
+		r.Notes = append(r.Notes, groupNote)
 	}
 	if out, in := FloorPerMessage(r.Floor, r.FloorStore); out > 0 && in > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("interop/ floor on %s (the bridge's database here): %.3f ms per outgoing "+

@@ -31,7 +31,7 @@ func run() int {
 		pairs      = flag.Int("pairs", 10, "Matrix users, each chatting with its own simulated Meta user")
 		messages   = flag.Int("messages", 100, "messages each user sends in each direction")
 		window     = flag.Int("window", 4, "messages one user may have in flight")
-		modes      = flag.String("modes", "floor,stack,loadgen,memory,media", "what to run: floor (interop/ benchmarks), stack (real Synapse), loadgen (fake homeserver), memory (RSS per login, with the fake homeserver), media (files each way through the real Synapse, with interop/mediacrypt's speeds)")
+		modes      = flag.String("modes", "floor,stack,loadgen,memory,media,group", "what to run: floor (interop/ benchmarks), stack (real Synapse), loadgen (fake homeserver), memory (RSS per login, with the fake homeserver), media (files each way through the real Synapse, with interop/mediacrypt's speeds), group (interop/'s send to a group of 256 simulated users with 2 devices each, on the -bridge-db store)")
 		mediaSizes = flag.String("media-sizes", "1,20,100", "media mode: file sizes in MiB, each moved each way once a round")
 		mediaRound = flag.Int("media-rounds", 3, "media mode: how many times each file is moved; the table shows the median round and the largest peak growth")
 		mediaDL    = flag.Bool("media-download", true, "media mode: download each Meta→Matrix file through Synapse after it arrived and check its bytes")
@@ -40,6 +40,7 @@ func run() int {
 		stall      = flag.Duration("stall", 30*time.Second, "end a phase when nothing arrived for this long")
 		logLevel   = flag.String("bridge-log-level", "info", "the bridge's logging.min_level during the run")
 		benchtime  = flag.String("floor-benchtime", "1s", "-benchtime for the interop/ benchmarks")
+		groupTime  = flag.String("group-benchtime", "3x", "group mode: -benchtime for BenchmarkGroupSend (Nx: N measured sends per case, after one more)")
 		keepFolder = flag.Bool("keep", false, "keep the bridges' folders (logs, databases)")
 		bridgeDB   = flag.String("bridge-db", "sqlite", "the bridge's database: sqlite, or postgres (a fresh database on $INTEROP_TEST_POSTGRES)")
 		sqlParams  = flag.String("bridge-sqlite-params", "", "query parameters for the bridge's SQLite URI instead of the kit's (_txlock=immediate), e.g. _txlock=immediate&_stmt_cache_size=64")
@@ -104,7 +105,7 @@ func run() int {
 	}
 	rep := &bench.Report{StartedAt: time.Now(), Host: bench.CurrentHost(), Settings: map[string]any{
 		"pairs": *pairs, "messages_per_user_per_direction": *messages, "window": *window, "modes": *modes,
-		"memory_logins": counts, "media_sizes_bytes": sizes, "media_rounds": *mediaRound, "bridge_log_level": *logLevel, "bridge_database": *bridgeDB, "bridge_config": bridgeSet, "bridge_sqlite_params": *sqlParams,
+		"memory_logins": counts, "media_sizes_bytes": sizes, "media_rounds": *mediaRound, "group_benchtime": *groupTime, "bridge_log_level": *logLevel, "bridge_database": *bridgeDB, "bridge_config": bridgeSet, "bridge_sqlite_params": *sqlParams,
 	}}
 	o := bench.Options{RepoRoot: root, Dir: dir, Pairs: *pairs, Messages: *messages, Window: *window,
 		MemoryLogins: counts, Stall: *stall, BridgeLogLevel: *logLevel, BridgeDebug: *debug || *profile != "", BridgeConfig: bridgeSet, SQLiteParams: *sqlParams, ProfileDir: *profile, ProfileSeconds: *profileSec, Keep: *keepFolder, Log: log}
@@ -141,6 +142,15 @@ func run() int {
 			fail("interop/mediacrypt", err)
 		}
 		rep.MediaCrypto = crypto
+	}
+	if want["group"] {
+		// Before the stacks: it fills both cores with its own simulated users.
+		log.Info().Str("store", *bridgeDB).Msg("Running interop/'s group send benchmark (256 simulated users, 2 devices each)")
+		group, err := bench.RunGroup(ctx, root, *bridgeDB, *groupTime)
+		if err != nil {
+			fail("group send", err)
+		}
+		rep.Group = group
 	}
 	if want["stack"] || want["loadgen"] || want["memory"] || want["media"] {
 		log.Info().Msg("Building the bridge")
