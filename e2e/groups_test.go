@@ -264,3 +264,145 @@ func TestSynapseGroupAddedLaterThenRemoved(t *testing.T) {
 		}
 	}
 }
+
+// Issue 6's scenario in one group: two Matrix users of the bridge and three WhatsApp
+// users (one with two devices) exchange messages, each arriving exactly once
+// everywhere; then a member is removed (and gets nothing after), the subject changes
+// and one of the Matrix users is made an admin.
+func TestSynapseGroupTwoMatrixThreeMeta(t *testing.T) {
+	e := startStack(t, false, nil)
+	alice, _, aliceAccount := e.loginOnly("alice", "+491707773001")
+	bob, _, bobAccount := e.loginOnly("bob", "+491707773002")
+	e.alice = alice
+	m1, err := e.st.Sim.NewUser(e.ctx, "+491707773003", map[string]any{"devices": 2})
+	e.must(err)
+	m2, err := e.st.Sim.NewUser(e.ctx, "+491707773004", nil)
+	e.must(err)
+	m3, err := e.st.Sim.NewUser(e.ctx, "+491707773005", nil)
+	e.must(err)
+	var created struct {
+		JID string `json:"jid"`
+	}
+	e.must(e.st.Sim.Call(e.ctx, "POST", "/v1/groups", map[string]any{
+		"actor": m1.JID, "subject": "Allotment", "participants": []string{aliceAccount, bobAccount, m2.JID, m3.JID}}, &created))
+	group := created.JID
+	portalOf := func(u *kit.User) id.RoomID {
+		t.Helper()
+		evt, err := u.WaitEvent(e.ctx, 30*time.Second, "the group's portal", func(evt *event.Event) bool {
+			return evt.Type == event.StateRoomName && evt.Content.AsRoomName().Name == "Allotment"
+		})
+		e.must(err)
+		_, err = u.WaitEvent(e.ctx, 30*time.Second, "own join", func(j *event.Event) bool {
+			return j.RoomID == evt.RoomID && j.Type == event.StateMember && j.GetStateKey() == u.ID.String() &&
+				j.Content.AsMember().Membership == event.MembershipJoin
+		})
+		e.must(err)
+		return evt.RoomID
+	}
+	room := portalOf(alice)
+	if portalOf(bob) != room {
+		t.Fatal("the two Matrix users got different portals for one group")
+	}
+
+	metaDevices := []struct {
+		user   *kit.SimUser
+		device string
+	}{{m1, m1.JID}, {m1, strings.Replace(m1.JID, "@", ":1@", 1)}, {m2, m2.JID}, {m3, m3.JID}}
+	// Every Matrix message reaches every Meta device once, from its own account.
+	for _, w := range []struct {
+		who     *kit.User
+		account string
+		text    string
+	}{{alice, aliceAccount, "alice: tomatoes are in"}, {bob, bobAccount, "bob: I bring the hose"}} {
+		_, err := w.who.SendText(e.ctx, room, w.text)
+		e.must(err)
+		for _, d := range metaDevices {
+			q := url.Values{"kind": {"text"}, "chat": {group}, "device": {d.device}}
+			item, err := d.user.WaitInbox(e.ctx, 30*time.Second, w.text+" on "+d.device, q, inboxText(w.text))
+			e.must(err)
+			if item["sender"] != w.account {
+				t.Errorf("%q reached %s from %v, want %s", w.text, d.device, item["sender"], w.account)
+			}
+		}
+	}
+	// Every Meta message reaches both Matrix users once, from the member's ghost.
+	for _, m := range []*kit.SimUser{m1, m2, m3} {
+		text := "from " + m.JID
+		_, err := m.SendText(e.ctx, group, text)
+		e.must(err)
+		for _, u := range []*kit.User{alice, bob} {
+			_, err := u.WaitEvent(e.ctx, 30*time.Second, text, kit.IsMessage(room, ghostOf(m.JID), text))
+			e.must(err)
+		}
+	}
+	time.Sleep(time.Second)
+	for _, u := range []*kit.User{alice, bob} {
+		for _, m := range []*kit.SimUser{m1, m2, m3} {
+			if n := len(distinct(u.Events(kit.IsMessage(room, ghostOf(m.JID), "from "+m.JID)))); n != 1 {
+				t.Errorf("%s sees %s's message %d times", u.ID, m.JID, n)
+			}
+		}
+	}
+	for _, d := range metaDevices {
+		items, _, err := d.user.Inbox(e.ctx, 0, 0, url.Values{"kind": {"text"}, "chat": {group}, "device": {d.device}})
+		e.must(err)
+		counts := map[string]int{}
+		for _, it := range items {
+			text, _ := kit.ItemData(it)["text"].(string)
+			counts[text]++
+		}
+		for text, n := range counts {
+			if n != 1 {
+				t.Errorf("%s got %q %d times", d.device, text, n)
+			}
+		}
+	}
+
+	// Churn: m3 removed, the subject changed by m2, bob made an admin.
+	path := "/v1/groups/" + url.PathEscape(group)
+	e.must(e.st.Sim.Call(e.ctx, "POST", path+"/participants", map[string]any{"actor": m1.JID, "action": "remove", "participants": []string{m3.JID}}, nil))
+	_, err = alice.WaitEvent(e.ctx, 30*time.Second, "m3's removal", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateMember && evt.GetStateKey() == ghostOf(m3.JID).String() &&
+			evt.Content.AsMember().Membership == event.MembershipLeave
+	})
+	e.must(err)
+	e.must(e.st.Sim.Call(e.ctx, "PUT", path+"/subject", map[string]any{"actor": m2.JID, "subject": "Allotment 2027"}, nil))
+	_, err = bob.WaitEvent(e.ctx, 30*time.Second, "the new subject", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateRoomName && evt.Content.AsRoomName().Name == "Allotment 2027" && evt.Sender == ghostOf(m2.JID)
+	})
+	e.must(err)
+	e.must(e.st.Sim.Call(e.ctx, "POST", path+"/participants", map[string]any{"actor": m1.JID, "action": "promote", "participants": []string{bobAccount}}, nil))
+	_, err = alice.WaitEvent(e.ctx, 30*time.Second, "bob made an admin", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StatePowerLevels && evt.Content.AsPowerLevels().GetUserLevel(bob.ID) == 50
+	})
+	e.must(err)
+
+	// After the removal: the remaining devices get bob's message, m3's does not.
+	_, err = bob.SendText(e.ctx, room, "bob: m3 has left us")
+	e.must(err)
+	for _, d := range metaDevices[:3] {
+		q := url.Values{"kind": {"text"}, "chat": {group}, "device": {d.device}}
+		_, err := d.user.WaitInbox(e.ctx, 30*time.Second, "the message after the removal on "+d.device, q, inboxText("bob: m3 has left us"))
+		e.must(err)
+	}
+	items, _, err := m3.Inbox(e.ctx, 0, 2*time.Second, url.Values{"chat": {group}, "kind": {"text,error"}})
+	e.must(err)
+	for _, it := range items {
+		if text, _ := kit.ItemData(it)["text"].(string); text == "bob: m3 has left us" || it["kind"] == "error" {
+			t.Errorf("the removed member got %v", it)
+		}
+	}
+}
+
+// distinct drops repeated event IDs (an event can come in /sync more than once).
+func distinct(evts []*event.Event) []*event.Event {
+	seen := map[id.EventID]bool{}
+	var out []*event.Event
+	for _, evt := range evts {
+		if !seen[evt.ID] {
+			seen[evt.ID] = true
+			out = append(out, evt)
+		}
+	}
+	return out
+}
