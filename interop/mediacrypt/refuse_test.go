@@ -194,6 +194,36 @@ func TestEncryptErrors(t *testing.T) {
 	}
 }
 
+// A blob whose writing fails half-way (the disk filled up) ends Encrypt with that
+// error, while the plaintext still has chunks to give.
+func TestEncryptWriteFailsHalfway(t *testing.T) {
+	boom := errors.New("disk full")
+	dst := &failAfterWriter{left: 3*chunkSize + 100, err: boom}
+	if _, err := Encrypt(dst, gen(2, 40*chunkSize), testKey, Document); !errors.Is(err, boom) {
+		t.Fatalf("got %v, want the write error", err)
+	}
+	if dst.written > 3*chunkSize+100 {
+		t.Fatalf("%d bytes written past the failure", dst.written)
+	}
+}
+
+// failAfterWriter takes left bytes, then fails every write.
+type failAfterWriter struct {
+	left, written int
+	err           error
+}
+
+func (w *failAfterWriter) Write(p []byte) (int, error) {
+	if len(p) > w.left {
+		n := w.left
+		w.left, w.written = 0, w.written+n
+		return n, w.err
+	}
+	w.left -= len(p)
+	w.written += len(p)
+	return len(p), nil
+}
+
 type errWriter struct{ err error }
 
 func (e errWriter) Write([]byte) (int, error) { return 0, e.err }
