@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -162,14 +163,49 @@ func (d *device) onConnected(ctx context.Context, e *interop.Connected) {
 	}
 }
 
+// Handling a stanza again after a failure waits retryInitial, doubling up to retryMax.
+const (
+	retryInitial = 50 * time.Millisecond
+	retryMax     = 2 * time.Second
+)
+
+// persist runs fn until it succeeds, and reports whether it did. A failure (the
+// database busy or briefly unreachable) is retried here, with backoff: left
+// unacked, the stanza would come again only on the device's next connection, which
+// may be never. It gives up only when the device stops, or when the connection is
+// gone, since then the ack cannot reach the gateway and the gateway sends the stanza
+// again on the next connection anyway. The device's later stanzas wait meanwhile,
+// so they still come in order.
+func (d *device) persist(ctx context.Context, what string, fn func() error) bool {
+	backoff := interop.Backoff{Initial: retryInitial, Max: retryMax}
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil {
+			if attempt > 1 {
+				d.log.Info().Int("attempts", attempt).Msgf("Handled %s after retrying", what)
+			}
+			return true
+		}
+		if ctx.Err() != nil || errors.Is(err, interop.ErrNotConnected) || errors.Is(err, interop.ErrDisconnected) {
+			d.log.Debug().Err(err).Msgf("Failed to handle %s; the gateway sends it again on the next connection", what)
+			return false
+		}
+		wait := backoff.Next()
+		d.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msgf("Failed to handle %s, trying again", what)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
+}
+
 // record stores an item received outside a message's transaction, and wakes waiters.
 func (d *device) record(ctx context.Context, it *Item) {
 	it.User, it.Device = d.jid.ToUser(), d.jid
-	if err := d.m.inbox.add(ctx, it); err != nil {
-		d.log.Err(err).Str("kind", string(it.Kind)).Msg("Failed to record an inbox item")
-		return
+	if d.persist(ctx, "an inbox item ("+string(it.Kind)+")", func() error { return d.m.inbox.add(ctx, it) }) {
+		d.m.inbox.notify()
 	}
-	d.m.inbox.notify()
 }
 
 // onReceipt records a receipt for each message it names, then acks it.
@@ -186,20 +222,16 @@ func (d *device) onReceipt(ctx context.Context, node stanza.Node) {
 		if r.Type == interop.ReceiptDelivered {
 			kind = "delivered"
 		}
-		ok := true
 		for _, id := range r.IDs {
 			it := &Item{Kind: KindReceipt, ID: id, Chat: chat, Sender: sender, Timestamp: r.T, Data: ItemData{Receipt: kind}}
 			it.User, it.Device = d.jid.ToUser(), d.jid
-			if err := d.m.inbox.add(ctx, it); err != nil {
-				d.log.Err(err).Msg("Failed to record a receipt; it comes again on the next connection")
-				ok = false
-				break
+			if !d.persist(ctx, "a receipt", func() error { return d.m.inbox.add(ctx, it) }) {
+				// Not acked: it comes again on the next connection.
+				d.m.inbox.notify()
+				return
 			}
 		}
 		d.m.inbox.notify()
-		if !ok {
-			return
-		}
 	}
 	if err := d.acc.Client().Ack(ctx, node); err != nil && !errors.Is(err, context.Canceled) {
 		d.log.Debug().Err(err).Msg("Failed to ack a receipt")

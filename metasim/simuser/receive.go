@@ -25,25 +25,28 @@ import (
 func (d *device) onMessage(ctx context.Context, node stanza.Node) {
 	var got *interop.DecryptedMessage
 	var item *Item
-	outcome, err := d.acc.HandleMessage(ctx, node, func(ctx context.Context, m *interop.DecryptedMessage) error {
-		it := itemFromMessage(m)
-		it.User, it.Device = d.jid.ToUser(), d.jid
-		if err := d.m.inbox.add(ctx, it); err != nil {
-			return err
-		}
-		got, item = m, it
-		return nil
+	delivered := false
+	d.persist(ctx, "message "+node.Attr("id"), func() error {
+		// An attempt whose transaction failed rolled back, and the next one delivers
+		// again (replacing got); one that committed and then failed to ack finds a
+		// duplicate next time and keeps what the first delivered.
+		outcome, err := d.acc.HandleMessage(ctx, node, func(ctx context.Context, m *interop.DecryptedMessage) error {
+			it := itemFromMessage(m)
+			it.User, it.Device = d.jid.ToUser(), d.jid
+			if err := d.m.inbox.add(ctx, it); err != nil {
+				return err
+			}
+			got, item = m, it
+			return nil
+		})
+		delivered = delivered || outcome == interop.OutcomeDelivered
+		return err
 	})
-	if err != nil {
-		// Not acked: the gateway delivers it again on the next connection.
-		d.log.Err(err).Str("message_id", node.Attr("id")).Msg("Failed to handle a message")
-		return
-	}
 	if got == nil {
 		return
 	}
 	d.m.inbox.notify()
-	if outcome != interop.OutcomeDelivered || got.Message == nil {
+	if !delivered || got.Message == nil {
 		return
 	}
 	d.acknowledge(ctx, got.Info)
