@@ -3,8 +3,6 @@ package interop_test
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
-	"net/http/httptest"
 	"strconv"
 	"sync"
 	"testing"
@@ -21,6 +19,7 @@ import (
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/store/sqlstore/sqltest"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waE2E"
 	"github.com/matrix-meta-interop/matrix-meta-interop/interop/waproto/waWa6"
+	"github.com/matrix-meta-interop/matrix-meta-interop/metasim"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/gateway"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simtest"
 	"github.com/matrix-meta-interop/matrix-meta-interop/metasim/simuser"
@@ -119,11 +118,9 @@ func BenchmarkGroupSend(b *testing.B) {
 	}
 }
 
-// groupSim is metasim's WhatsApp gateway and simulated users, in process: what
-// metasim.Simulator assembles, but with the simulated devices' Signal state in memory
-// (simuser.MemoryStores) and the database's pool bounded. With the Signal state in
-// the simulator's SQLite database, 512 devices decrypting at once hold its write lock
-// in turn for their whole decryption, and some wait past SQLite's busy timeout.
+// groupSim is metasim as shipped, in process: metasim.New with the default config
+// (its database a SQLite file in the data dir, the simulated devices' Signal state in
+// it), the WhatsApp gateway's limits raised only where the benchmark needs it.
 type groupSim struct {
 	gw       *gateway.Gateway
 	users    *simuser.Manager
@@ -134,49 +131,18 @@ type groupSim struct {
 
 func startGroupSim(b *testing.B) *groupSim {
 	b.Helper()
-	ctx := context.Background()
-	log := zerolog.New(zerolog.NewTestWriter(b)).Level(zerolog.WarnLevel)
 	provider := simtest.NewProvider(b)
-	db := sqltest.SQLite(b)
-	// Writers wait in the pool's queue instead of SQLite's busy handler: with hundreds
-	// of devices writing at once some waited past its 5 s timeout, and a device whose
-	// inbox insert fails drops the message until it reconnects.
-	db.RawDB.SetMaxOpenConns(8)
-	db.RawDB.SetMaxIdleConns(8)
-	static, err := socket.GenerateStaticKey()
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, root, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	now := time.Now()
-	chain, err := socket.GenerateCertChain(root, static.Public, now.Add(-time.Hour), now.Add(24*time.Hour))
-	if err != nil {
-		b.Fatal(err)
-	}
-	limits := gateway.DefaultLimits()
-	limits.MaxGroupSize = groupBenchMembers + 1 // the sender and 256 members
-	// The sender's rate limits would be what is measured otherwise.
-	limits.BurstMessages, limits.HourlyMessages, limits.NewConversations = 1<<30, 1<<30, 1<<30
-	gw, err := gateway.New(ctx, gateway.Config{Network: gateway.NetworkWhatsApp, Server: jid.ServerGateway,
-		Product: waWa6.ClientPayload_INTEROP, StaticKey: static, CertChain: chain, RequireEEA: true, Limits: limits,
-		Integrators: []gateway.Integrator{{ID: simtest.IntegratorID, Name: "Benchmark provider", CallbackBase: provider.URL,
-			MediaOrigin: provider.URL, CallbackSecret: []byte(provider.Secret)}}}, db, log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = gw.Close() })
-	srv := httptest.NewServer(gw)
-	b.Cleanup(srv.Close)
-	users, err := simuser.New(ctx, simuser.Config{Gateway: gw, DB: db, Stores: simuser.MemoryStores(), Log: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = users.Close() })
-	return &groupSim{gw: gw, users: users, url: "ws://" + srv.Listener.Addr().String() + socket.Path,
-		root: root.Public().(ed25519.PublicKey), provider: provider}
+	cfg := simtest.Config(provider)
+	cfg.DataDir, cfg.Database = b.TempDir(), ""
+	// The protocol's limits (zero fields), except the group size, for the sender and
+	// 256 members, and the sender's rate limits, which would be what is measured
+	// otherwise.
+	cfg.Network(gateway.NetworkWhatsApp).Limits = metasim.LimitsConfig{MaxGroupSize: groupBenchMembers + 1,
+		BurstMessages: 1 << 30, HourlyMessages: 1 << 30, NewConversations: 1 << 30}
+	env := simtest.StartWith(b, provider, cfg)
+	sim := env.Sim
+	return &groupSim{gw: sim.Gateway(gateway.NetworkWhatsApp), users: sim.Users(gateway.NetworkWhatsApp),
+		url: sim.GatewayURL(gateway.NetworkWhatsApp), root: sim.RootPublicKey(gateway.NetworkWhatsApp), provider: provider}
 }
 
 // groupBench is one store's sub-benchmarks against the shared simulated side.
