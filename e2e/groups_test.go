@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/base64"
 	"net/url"
 	"strings"
 	"testing"
@@ -405,4 +407,89 @@ func distinct(evts []*event.Event) []*event.Event {
 		}
 	}
 	return out
+}
+
+// Every kind of content of the 1:1 bridge works in a group, both ways: an image (the
+// same bytes arrive), reactions, edits and deletions, each attributed to its sender.
+func TestSynapseGroupContent(t *testing.T) {
+	e := startStack(t, false, nil)
+	c := e.openChat("+491707774001", "+491707774002")
+	bob, err := e.st.Sim.NewUser(e.ctx, "+491707774003", nil)
+	e.must(err)
+	group, room := c.openGroup(c.peer, "Photos", bob)
+	bobGhost := ghostOf(bob.JID)
+	q := func(kind string) url.Values { return url.Values{"kind": {kind}, "chat": {group}} }
+
+	// Meta → Matrix: bob's image arrives from his ghost, byte for byte.
+	photo := randomData(t, 150_000)
+	mark := e.alice.Mark()
+	_, err = bob.Send(e.ctx, map[string]any{"to": group, "kind": "image",
+		"media": map[string]any{"data": base64.StdEncoding.EncodeToString(photo), "mimetype": "image/jpeg"}})
+	e.must(err)
+	imgEvt, err := e.alice.WaitEventAfter(e.ctx, mark, 60*time.Second, "bob's image", func(evt *event.Event) bool {
+		return kit.IsMessage(room, bobGhost, "")(evt) && evt.Content.AsMessage().MsgType == event.MsgImage
+	})
+	e.must(err)
+	if got := download(t, e.alice, imgEvt.Content.AsMessage()); !bytes.Equal(got, photo) {
+		t.Errorf("bob's image arrived as %d different bytes", len(got))
+	}
+
+	// Matrix → Meta: the Matrix user's image reaches both members, verified.
+	png := outPNG(t, 200, 100)
+	_, err = e.alice.Send(e.ctx, room, &event.MessageEventContent{MsgType: event.MsgImage, Body: "plan.png", URL: c.upload(t, png, "image/png"),
+		Info: &event.FileInfo{MimeType: "image/png", Size: len(png)}})
+	e.must(err)
+	for _, u := range []*kit.SimUser{c.peer, bob} {
+		_, err := u.WaitInbox(e.ctx, 60*time.Second, "the Matrix user's image", q("media"), isMediaWithSHA(sha256Hex(png)))
+		e.must(err)
+	}
+
+	// A text each way to react to, edit and delete.
+	bobText, err := bob.SendText(e.ctx, group, "meet at the gate")
+	e.must(err)
+	bobEvt := waitMessage(t, e.alice, mark, room, bobGhost, "meet at the gate")
+	aliceEvtID, err := e.alice.SendText(e.ctx, room, "which gate?")
+	e.must(err)
+	aliceItem, err := bob.WaitInbox(e.ctx, 30*time.Second, "the Matrix user's text", q("text"), inboxText("which gate?"))
+	e.must(err)
+
+	// Reactions.
+	mark = e.alice.Mark()
+	_, err = bob.Send(e.ctx, map[string]any{"to": group, "kind": "reaction", "text": "👍",
+		"target": map[string]any{"id": aliceItem["id"], "sender": c.account}})
+	e.must(err)
+	waitFor(t, e.alice, mark, "bob's reaction", kit.IsReaction(room, bobGhost, aliceEvtID, "👍\ufe0f"))
+	_, err = e.alice.Client.SendReaction(e.ctx, room, bobEvt.ID, "🎉")
+	e.must(err)
+	_, err = bob.WaitInbox(e.ctx, 30*time.Second, "the Matrix user's reaction", q("reaction"), func(it map[string]any) bool {
+		return kit.ItemKey(it, "target")["id"] == bobText.ID && kit.ItemData(it)["text"] == "🎉"
+	})
+	e.must(err)
+
+	// Edits.
+	mark = e.alice.Mark()
+	_, err = bob.Send(e.ctx, map[string]any{"to": group, "kind": "edit", "text": "meet at the north gate", "target": map[string]any{"id": bobText.ID}})
+	e.must(err)
+	waitFor(t, e.alice, mark, "bob's edit", kit.IsEdit(room, bobGhost, bobEvt.ID, "meet at the north gate"))
+	edit := &event.MessageEventContent{MsgType: event.MsgText, Body: "* which gate, north?"}
+	edit.SetEdit(aliceEvtID)
+	edit.NewContent = &event.MessageEventContent{MsgType: event.MsgText, Body: "which gate, north?"}
+	_, err = e.alice.Send(e.ctx, room, edit)
+	e.must(err)
+	_, err = bob.WaitInbox(e.ctx, 30*time.Second, "the Matrix user's edit", q("edit"), func(it map[string]any) bool {
+		return kit.ItemKey(it, "target")["id"] == aliceItem["id"] && kit.ItemData(it)["text"] == "which gate, north?"
+	})
+	e.must(err)
+
+	// Deletions.
+	mark = e.alice.Mark()
+	_, err = bob.Send(e.ctx, map[string]any{"to": group, "kind": "revoke", "target": map[string]any{"id": bobText.ID}})
+	e.must(err)
+	waitFor(t, e.alice, mark, "the redaction of bob's revoked message", kit.IsRedaction(room, bobGhost, bobEvt.ID))
+	_, err = e.alice.Redact(e.ctx, room, aliceEvtID)
+	e.must(err)
+	_, err = bob.WaitInbox(e.ctx, 30*time.Second, "the Matrix user's revoke", q("revoke"), func(it map[string]any) bool {
+		return kit.ItemKey(it, "target")["id"] == aliceItem["id"]
+	})
+	e.must(err)
 }
