@@ -182,16 +182,16 @@ func (d *device) persist(ctx context.Context, what string, fn func() error) bool
 		err := fn()
 		if err == nil {
 			if attempt > 1 {
-				d.log.Info().Int("attempts", attempt).Msgf("Handled %s after retrying", what)
+				d.log.Info().Str("stanza", what).Int("attempts", attempt).Msg("Handled a stanza after retrying")
 			}
 			return true
 		}
 		if ctx.Err() != nil || errors.Is(err, interop.ErrNotConnected) || errors.Is(err, interop.ErrDisconnected) {
-			d.log.Debug().Err(err).Msgf("Failed to handle %s; the gateway sends it again on the next connection", what)
+			d.log.Debug().Err(err).Str("stanza", what).Msg("Failed to handle a stanza; the gateway sends it again on the next connection")
 			return false
 		}
 		wait := backoff.Next()
-		d.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msgf("Failed to handle %s, trying again", what)
+		d.log.Warn().Err(err).Str("stanza", what).Int("attempt", attempt).Dur("retry_in", wait).Msg("Failed to handle a stanza, trying again")
 		select {
 		case <-ctx.Done():
 			return false
@@ -203,7 +203,7 @@ func (d *device) persist(ctx context.Context, what string, fn func() error) bool
 // record stores an item received outside a message's transaction, and wakes waiters.
 func (d *device) record(ctx context.Context, it *Item) {
 	it.User, it.Device = d.jid.ToUser(), d.jid
-	if d.persist(ctx, "an inbox item ("+string(it.Kind)+")", func() error { return d.m.inbox.add(ctx, it) }) {
+	if d.persist(ctx, string(it.Kind), func() error { return d.m.inbox.add(ctx, it) }) {
 		d.m.inbox.notify()
 	}
 }
@@ -225,7 +225,7 @@ func (d *device) onReceipt(ctx context.Context, node stanza.Node) {
 		for _, id := range r.IDs {
 			it := &Item{Kind: KindReceipt, ID: id, Chat: chat, Sender: sender, Timestamp: r.T, Data: ItemData{Receipt: kind}}
 			it.User, it.Device = d.jid.ToUser(), d.jid
-			if !d.persist(ctx, "a receipt", func() error { return d.m.inbox.add(ctx, it) }) {
+			if !d.persist(ctx, "receipt", func() error { return d.m.inbox.add(ctx, it) }) {
 				// Not acked: it comes again on the next connection.
 				d.m.inbox.notify()
 				return
