@@ -267,12 +267,22 @@ func TestSynapseGroupAddedLaterThenRemoved(t *testing.T) {
 	}
 }
 
-// Issue 6's scenario in one group: two Matrix users of the bridge and three WhatsApp
-// users (one with two devices) exchange messages, each arriving exactly once
-// everywhere; then a member is removed (and gets nothing after), the subject changes
-// and one of the Matrix users is made an admin.
+// Issue 6's scenario in one group, on SQLite and PostgreSQL: two Matrix users of the
+// bridge and three WhatsApp users (one with two devices) exchange messages, each
+// arriving exactly once everywhere; then a member is removed (and gets nothing after),
+// the subject changes and one of the Matrix users is made an admin.
 func TestSynapseGroupTwoMatrixThreeMeta(t *testing.T) {
-	e := startStack(t, false, nil)
+	for _, pg := range []bool{false, true} {
+		name := "SQLite"
+		if pg {
+			name = "PostgreSQL"
+		}
+		t.Run(name, func(t *testing.T) { testGroupTwoMatrixThreeMeta(t, pg) })
+	}
+}
+
+func testGroupTwoMatrixThreeMeta(t *testing.T, pg bool) {
+	e := startStack(t, pg, nil)
 	alice, _, aliceAccount := e.loginOnly("alice", "+491707773001")
 	bob, _, bobAccount := e.loginOnly("bob", "+491707773002")
 	e.alice = alice
