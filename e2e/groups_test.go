@@ -338,21 +338,34 @@ func testGroupTwoMatrixThreeMeta(t *testing.T, pg bool) {
 		}
 	}
 	// Every Meta message reaches both Matrix users once, from the member's ghost.
+	var m2Stanza string
+	var m2Evt *event.Event
 	for _, m := range []*kit.SimUser{m1, m2, m3} {
 		text := "from " + m.JID
-		_, err := m.SendText(e.ctx, group, text)
+		sent, err := m.SendText(e.ctx, group, text)
 		e.must(err)
 		for _, u := range []*kit.User{alice, bob} {
-			_, err := u.WaitEvent(e.ctx, 30*time.Second, text, kit.IsMessage(room, ghostOf(m.JID), text))
+			evt, err := u.WaitEvent(e.ctx, 30*time.Second, text, kit.IsMessage(room, ghostOf(m.JID), text))
 			e.must(err)
+			if m == m2 {
+				m2Stanza, m2Evt = sent.ID, evt
+			}
 		}
 	}
+	// Both of the bridge's logins receive m2's edit; it is bridged once.
+	_, err = m2.Send(e.ctx, map[string]any{"to": group, "kind": "edit", "text": "from m2, edited", "target": map[string]any{"id": m2Stanza}})
+	e.must(err)
+	_, err = alice.WaitEvent(e.ctx, 30*time.Second, "m2's edit", kit.IsEdit(room, ghostOf(m2.JID), m2Evt.ID, "from m2, edited"))
+	e.must(err)
 	time.Sleep(time.Second)
 	for _, u := range []*kit.User{alice, bob} {
 		for _, m := range []*kit.SimUser{m1, m2, m3} {
 			if n := len(distinct(u.Events(kit.IsMessage(room, ghostOf(m.JID), "from "+m.JID)))); n != 1 {
 				t.Errorf("%s sees %s's message %d times", u.ID, m.JID, n)
 			}
+		}
+		if n := len(distinct(u.Events(kit.IsEdit(room, ghostOf(m2.JID), m2Evt.ID, "from m2, edited")))); n != 1 {
+			t.Errorf("%s sees m2's edit %d times", u.ID, n)
 		}
 	}
 	for _, d := range metaDevices {
