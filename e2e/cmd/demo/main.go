@@ -34,6 +34,7 @@ import (
 const (
 	aliceNumber = "+491701234567"
 	bobNumber   = "+491709876543"
+	carolNumber = "+491705550123"
 )
 
 func main() {
@@ -112,7 +113,12 @@ func run(ctx context.Context, out io.Writer, scriptOnly bool) error {
 		fmt.Fprintf(out, "\nThe conversation stopped: %v\n%s", err, st.Logs(30))
 		return err
 	}
-	printJoinInfo(out, st, alice, bob, room)
+	groupRoom, group, err := groupChat(ctx, out, st, alice, bob)
+	if err != nil {
+		fmt.Fprintf(out, "\nThe group chat stopped: %v\n%s", err, st.Logs(30))
+		return err
+	}
+	printJoinInfo(out, st, alice, bob, room, groupRoom, group)
 	if scriptOnly {
 		return nil
 	}
@@ -257,7 +263,67 @@ func converse(ctx context.Context, out io.Writer, st *kit.Stack, alice *kit.User
 	return nil
 }
 
-func printJoinInfo(out io.Writer, st *kit.Stack, alice *kit.User, bob *kit.SimUser, room id.RoomID) {
+// groupChat has Bob make a WhatsApp group with Alice and Carol, and plays a short
+// exchange in it.
+func groupChat(ctx context.Context, out io.Writer, st *kit.Stack, alice *kit.User, bob *kit.SimUser) (id.RoomID, string, error) {
+	const subject = "Weekend plans"
+	wait := 30 * time.Second
+	carol, err := st.Sim.NewUser(ctx, carolNumber, map[string]any{"name": "Carol"})
+	if err != nil {
+		return "", "", err
+	}
+	fmt.Fprintln(out, "\n── A group ───────────────────────────────────────────────────")
+	var created struct {
+		JID string `json:"jid"`
+	}
+	account := "7-" + aliceNumber[1:] + "@interop"
+	if err := st.Sim.Call(ctx, "POST", "/v1/groups", map[string]any{"actor": bob.JID, "subject": subject,
+		"participants": []string{account, carol.JID}}, &created); err != nil {
+		return "", "", err
+	}
+	nameEvt, err := alice.WaitEvent(ctx, wait, "the group's room", func(evt *event.Event) bool {
+		return evt.Type == event.StateRoomName && evt.Content.AsRoomName().Name == subject
+	})
+	if err != nil {
+		return "", "", err
+	}
+	room := nameEvt.RoomID
+	fmt.Fprintf(out, "WhatsApp → Matrix  Bob made      the group %q with Alice and Carol\n", subject)
+	fmt.Fprintf(out, "                   Alice got     the room %s named %q\n", room, subject)
+
+	mark := alice.Mark()
+	if _, err := carol.SendText(ctx, created.JID, "Who is in for a hike on Saturday?"); err != nil {
+		return "", "", err
+	}
+	hike, err := alice.WaitEventAfter(ctx, mark, wait, "Carol's group message", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.EventMessage && evt.Sender != alice.ID
+	})
+	if err != nil {
+		return "", "", err
+	}
+	fmt.Fprintf(out, "WhatsApp → Matrix  Carol sent    %q to the group\n", "Who is in for a hike on Saturday?")
+	fmt.Fprintf(out, "                   Alice saw     %q from %s\n", hike.Content.AsMessage().Body, hike.Sender)
+
+	if _, err := alice.SendText(ctx, room, "Count me in!"); err != nil {
+		return "", "", err
+	}
+	fmt.Fprintf(out, "Matrix → WhatsApp  Alice sent    %q to the group\n", "Count me in!")
+	for _, u := range []struct {
+		name string
+		user *kit.SimUser
+	}{{"Bob", bob}, {"Carol", carol}} {
+		item, err := u.user.WaitInbox(ctx, wait, "Alice's group message", url.Values{"kind": {"text"}, "chat": {created.JID}}, func(item map[string]any) bool { return item["sender"] == account })
+		if err != nil {
+			fmt.Fprintf(out, "                   %-5s saw     nothing: %v\n", u.name, err)
+			continue
+		}
+		fmt.Fprintf(out, "                   %-5s saw     %q from %v\n", u.name, dataString(item, "text"), item["sender"])
+	}
+	fmt.Fprintln(out, "──────────────────────────────────────────────────────────────")
+	return room, created.JID, nil
+}
+
+func printJoinInfo(out io.Writer, st *kit.Stack, alice *kit.User, bob *kit.SimUser, room, groupRoom id.RoomID, group string) {
 	control := st.Sim.Sim.ControlURL()
 	fmt.Fprintf(out, `
 The stack stays up until Ctrl-C.
@@ -267,6 +333,7 @@ Join with any Matrix client (Element, Cinny, gomuks…):
   user        %s
   password    %s
   the chat    %s  (with %s, WhatsApp)
+  the group   %s  (%s: Bob, Carol and Alice)
 
 Drive the simulated WhatsApp user (metasim control API, metasim/API.md):
   export H="Authorization: Bearer %s" U=%s/v1/users/%s
@@ -276,7 +343,7 @@ Drive the simulated WhatsApp user (metasim control API, metasim/API.md):
 
 Logs: bridge %s
       synapse %s
-`, st.Synapse.URL, alice.ID, alice.Password, room, bobNumber,
+`, st.Synapse.URL, alice.ID, alice.Password, room, bobNumber, groupRoom, group,
 		st.Sim.Token, control, bob.JID, aliceNumber[1:], aliceNumber[1:], st.Bridge.LogPath, st.Synapse.LogPath)
 }
 
