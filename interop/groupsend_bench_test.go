@@ -157,31 +157,11 @@ type groupBench struct {
 // createGroupBenchUsers makes the 256 simulated users, a few at a time.
 func createGroupBenchUsers(b *testing.B, users *simuser.Manager) (members, devices []jid.JID) {
 	b.Helper()
-	members = make([]jid.JID, groupBenchMembers)
-	devs := make([][]jid.JID, groupBenchMembers)
-	errs := make([]error, groupBenchMembers)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i := range members {
-		members[i] = jid.New(strconv.Itoa(491600000000+i), jid.ServerGateway)
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			devs[i], errs[i] = users.CreateUser(ctx, members[i], groupBenchDevices,
-				simuser.UserOptions{OptIn: []uint16{simtest.IntegratorID}})
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			b.Fatalf("failed to create simulated user %s: %v", members[i], err)
-		}
-		devices = append(devices, devs[i]...)
-	}
-	if len(devices) != groupBenchMembers*groupBenchDevices {
-		b.Fatalf("%d simulated devices, want %d", len(devices), groupBenchMembers*groupBenchDevices)
+	members, devices, err := simtest.CreateUsers(ctx, users, groupBenchMembers, groupBenchDevices)
+	if err != nil {
+		b.Fatal(err)
 	}
 	return members, devices
 }

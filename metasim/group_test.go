@@ -2,7 +2,6 @@ package metasim_test
 
 import (
 	"context"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -131,28 +130,9 @@ func testGroupFanOut(t *testing.T, env *simtest.Env) {
 // few at a time.
 func createGroupTestUsers(ctx context.Context, t *testing.T, users *simuser.Manager) (members, devices []jid.JID) {
 	t.Helper()
-	members = make([]jid.JID, groupTestUsers)
-	devs := make([][]jid.JID, groupTestUsers)
-	errs := make([]error, groupTestUsers)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i := range members {
-		members[i] = jid.New(strconv.Itoa(491600000000+i), jid.ServerGateway)
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			devs[i], errs[i] = users.CreateUser(ctx, members[i], groupTestDevices, simuser.UserOptions{OptIn: []uint16{simtest.IntegratorID}})
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("creating simulated user %s: %v", members[i], err)
-		}
-		devices = append(devices, devs[i]...)
-	}
-	if len(devices) != groupTestUsers*groupTestDevices {
-		t.Fatalf("%d simulated devices, want %d", len(devices), groupTestUsers*groupTestDevices)
+	members, devices, err := simtest.CreateUsers(ctx, users, groupTestUsers, groupTestDevices)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return members, devices
 }
