@@ -67,6 +67,9 @@ type missedEvent struct {
 	due  time.Time
 }
 
+// cursorOnlyFilter asks for no room and nothing else: the answer is only a next_batch.
+const cursorOnlyFilter = `{"room":{"rooms":[]},"presence":{"types":[]},"account_data":{"types":[]}}`
+
 // syncFilter asks only for the timeline events of the tracked types.
 func (c *CatchUp) syncFilter() string {
 	types := make([]string, 0, len(c.Tracker.types))
@@ -130,8 +133,14 @@ func (c *CatchUp) Look(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	filter := c.syncFilter()
+	if since == "" {
+		// The first look only needs a cursor: an initial sync of every room the bot is
+		// in would be heavy for a bridge with many portals.
+		filter = cursorOnlyFilter
+	}
 	var resp syncResponse
-	if err := c.request(ctx, c.AS.BotClient().BuildURLWithQuery(mautrix.ClientURLPath{"v3", "sync"}, syncQuery(since, c.syncFilter())), &resp); err != nil {
+	if err := c.request(ctx, c.AS.BotClient().BuildURLWithQuery(mautrix.ClientURLPath{"v3", "sync"}, syncQuery(since, filter)), &resp); err != nil {
 		return fmt.Errorf("failed to sync: %w", err)
 	}
 	if since != "" {

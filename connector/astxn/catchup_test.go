@@ -111,6 +111,9 @@ func TestCatchUp(t *testing.T) {
 			t.Fatal(err)
 		}
 		equal(t, "first look delivered", drain(as), nil)
+		if hs.filters[0] != cursorOnlyFilter {
+			t.Errorf("the first look synced with %s, want no rooms at all", hs.filters[0])
+		}
 
 		// $known came in a transaction and was handled; $old was missed long enough ago;
 		// $recent may still be on its way; ghosts' events, untracked types and events
