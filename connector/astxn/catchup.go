@@ -72,11 +72,7 @@ const cursorOnlyFilter = `{"room":{"rooms":[]},"presence":{"types":[]},"account_
 
 // syncFilter asks only for the timeline events of the tracked types.
 func (c *CatchUp) syncFilter() string {
-	types := make([]string, 0, len(c.Tracker.types))
-	for typ := range c.Tracker.types {
-		types = append(types, typ)
-	}
-	slices.Sort(types)
+	types := c.Tracker.trackedTypes()
 	none := map[string]any{"types": []string{}}
 	filter := map[string]any{
 		"presence":     none,
@@ -221,11 +217,7 @@ func (c *CatchUp) collect(ctx context.Context, since string, resp *syncResponse)
 
 // readBack pages /messages backwards from from to to, oldest first.
 func (c *CatchUp) readBack(ctx context.Context, roomID id.RoomID, from, to string) ([]json.RawMessage, error) {
-	types := make([]string, 0, len(c.Tracker.types))
-	for typ := range c.Tracker.types {
-		types = append(types, typ)
-	}
-	filter, _ := json.Marshal(map[string]any{"types": types})
+	filter, _ := json.Marshal(map[string]any{"types": c.Tracker.trackedTypes()})
 	var newestFirst []json.RawMessage
 	for range catchUpMaxPages {
 		var page messagesResponse

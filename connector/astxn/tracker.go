@@ -27,6 +27,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -179,6 +181,11 @@ func New(store Store, types ...event.Type) *Tracker {
 		t.types[typ.Type] = struct{}{}
 	}
 	return t
+}
+
+// trackedTypes lists the tracked event types, sorted.
+func (t *Tracker) trackedTypes() []string {
+	return slices.Sorted(maps.Keys(t.types))
 }
 
 func (t *Tracker) tracks(evtType string) bool {
