@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-meta-interop/matrix-meta-interop/e2e/kit"
@@ -191,6 +192,15 @@ func (e *env) startChat(ctx context.Context, p *pair) error {
 }
 
 // setupPairs makes the pairs, a few at a time; mk makes the Matrix user's part.
+// waitOwnJoin waits until the pair's Matrix user joined its portal.
+func waitOwnJoin(ctx context.Context, p *pair) error {
+	_, err := p.user.WaitEvent(ctx, 60*time.Second, "own join in the portal", func(evt *event.Event) bool {
+		return evt.RoomID == p.room && evt.Type == event.StateMember && evt.GetStateKey() == p.mxid.String() &&
+			evt.Content.AsMember().Membership == event.MembershipJoin
+	})
+	return err
+}
+
 func (e *env) setupPairs(ctx context.Context, n int, mk func(ctx context.Context, p *pair) error, after func(ctx context.Context, p *pair) error) error {
 	e.pairs = make([]*pair, n)
 	ctx, cancel := context.WithCancel(ctx)

@@ -341,14 +341,7 @@ func RunMedia(ctx context.Context, o Options, sizes []int64, rounds int, downloa
 		user, p.user, p.mxid, p.token = u, u, u.ID, u.Client.AccessToken
 		return nil
 	}
-	joined := func(ctx context.Context, p *pair) error {
-		_, err := p.user.WaitEvent(ctx, 60*time.Second, "own join in the portal", func(evt *event.Event) bool {
-			return evt.RoomID == p.room && evt.Type == event.StateMember && evt.GetStateKey() == p.mxid.String() &&
-				evt.Content.AsMember().Membership == event.MembershipJoin
-		})
-		return err
-	}
-	if err := e.setupPairs(ctx, 1, mk, joined); err != nil {
+	if err := e.setupPairs(ctx, 1, mk, waitOwnJoin); err != nil {
 		return fmt.Errorf("failed to set up the chat (bridge log: %s): %w", st.Bridge.LogPath, err)
 	}
 	m := &mediaEnv{e: e, p: e.pairs[0], hsPID: st.Synapse.PID(), download: download, crypto: crypto}

@@ -53,15 +53,8 @@ func RunStack(ctx context.Context, o Options, rep *Report) error {
 		p.user, p.mxid, p.token = u, u.ID, u.Client.AccessToken
 		return nil
 	}
-	joined := func(ctx context.Context, p *pair) error {
-		_, err := p.user.WaitEvent(ctx, 60*time.Second, "own join in the portal", func(evt *event.Event) bool {
-			return evt.RoomID == p.room && evt.Type == event.StateMember && evt.GetStateKey() == p.mxid.String() &&
-				evt.Content.AsMember().Membership == event.MembershipJoin
-		})
-		return err
-	}
 	log.Info().Int("pairs", o.Pairs).Msg("Registering Matrix users, logging in and opening chats")
-	err = e.setupPairs(ctx, o.Pairs, mk, joined)
+	err = e.setupPairs(ctx, o.Pairs, mk, waitOwnJoin)
 	close(userCh)
 	for u := range userCh {
 		users = append(users, u)
